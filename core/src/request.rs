@@ -1,0 +1,163 @@
+//! What a transport sends: method, URL, headers and body, all borrowed.
+
+use core::fmt;
+
+use crate::error::Error;
+use crate::write::Out;
+
+/// An HTTP method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+}
+
+impl Method {
+    /// `"GET"` or `"POST"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A URL as a base (scheme, host, optional prefix) and a path, joined with exactly one `/`.
+///
+/// ```
+/// use tessera_core::Url;
+/// let u = Url { base: "https://uat.setu.co/", path: "/api/v2/auth/token" };
+/// assert_eq!(u.to_string(), "https://uat.setu.co/api/v2/auth/token");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Url<'a> {
+    /// Scheme, host and any path prefix, e.g. `https://api.shogun.io/api/v1`.
+    pub base: &'a str,
+    /// The endpoint's path; empty when `base` is already the whole URL.
+    pub path: &'a str,
+}
+
+impl Url<'_> {
+    fn parts(&self) -> (&str, &str, &str) {
+        let base = self.base.trim_end_matches('/');
+        let path = self.path.trim_start_matches('/');
+        let sep = if path.is_empty() { "" } else { "/" };
+        (base, sep, path)
+    }
+
+    /// Length of the joined URL in bytes.
+    pub fn len(&self) -> usize {
+        let (a, b, c) = self.parts();
+        a.len() + b.len() + c.len()
+    }
+
+    /// Whether the joined URL is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the joined URL into `dest` (cleared first); on error `dest` is left empty.
+    pub fn write_into<const N: usize>(&self, dest: &mut heapless::String<N>) -> Result<(), Error> {
+        dest.clear();
+        let (a, b, c) = self.parts();
+        if self.len() > N {
+            return Err(Error::Capacity {
+                field: "url",
+                needed: self.len(),
+                capacity: N,
+            });
+        }
+        // Length checked above.
+        let _ = dest.push_str(a).and(dest.push_str(b)).and(dest.push_str(c));
+        Ok(())
+    }
+}
+
+impl fmt::Display for Url<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (a, b, c) = self.parts();
+        write!(f, "{a}{b}{c}")
+    }
+}
+
+/// An HTTP request to send.
+///
+/// Transports send `Accept: application/json`, the `Content-Type` given here when there is
+/// a body, and `Authorization` when given. `Debug` hides the body and the authorization
+/// value: both carry credentials.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// Where to send it.
+    pub url: Url<'a>,
+    /// The body's media type, when there is a body.
+    pub content_type: Option<&'static str>,
+    /// The whole `Authorization` header value (`Basic …` or `Bearer …`), when needed.
+    pub authorization: Option<&'a str>,
+    /// The body bytes (empty for `GET`).
+    pub body: &'a [u8],
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("content_type", &self.content_type)
+            .field(
+                "authorization",
+                &self.authorization.map(|_| format_args!("<redacted>")),
+            )
+            .field(
+                "body",
+                &format_args!("<{} bytes redacted>", self.body.len()),
+            )
+            .finish()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Request<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Request {{ method: {}, url: {}, body: <{=usize} bytes redacted> }}",
+            self.method,
+            self.url,
+            self.body.len()
+        )
+    }
+}
+
+/// Media type of a JSON body.
+pub const JSON: &str = "application/json";
+/// Media type of a form body.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Writes `Bearer <token>` into `buf`, for the `Authorization` header of a downstream call.
+///
+/// ```
+/// let mut buf = [0u8; 64];
+/// assert_eq!(tessera_core::bearer_header("abc", &mut buf).unwrap(), "Bearer abc");
+/// ```
+pub fn bearer_header<'b>(token: &str, buf: &'b mut [u8]) -> Result<&'b str, Error> {
+    let capacity = buf.len();
+    let mut out = Out::new(buf);
+    out.str("Bearer ");
+    out.str(token);
+    let (written, _) = out.finish().map_err(|needed| Error::Capacity {
+        field: "authorization header",
+        needed,
+        capacity,
+    })?;
+    core::str::from_utf8(written).map_err(|_| Error::Capacity {
+        field: "authorization header",
+        needed: 0,
+        capacity,
+    })
+}

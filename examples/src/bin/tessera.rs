@@ -1,0 +1,193 @@
+//! `tessera`: a thin host tool over tessera-core.
+//!
+//! ```text
+//! tessera parse <provider> --status <code> [--validate]      response body on stdin
+//! tessera request <provider> --client-id <id> [--scope <s>] [--auth basic|body]
+//!                                                          secret on stdin
+//! ```
+//! `parse` prints one line of JSON; exit 0 for a grant or token info, 1 for a provider
+//! error, 2 for a usage error. `request` prints the exact request body bytes.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use tessera_core::{
+    AnyProvider, ClientAuth, Credentials, Detail, Grant, OAuth2, Provider, ProviderKind, Shogun,
+    TokenInfo,
+};
+use tessera_examples::{error_json, grant_json, info_json};
+
+const USAGE: &str = "usage:
+  tessera parse <shogun|apimw|setu|stonex|oauth2> --status <code> [--validate]   (body on stdin)
+  tessera request <shogun|apimw|setu|stonex|oauth2> --client-id <id> [--scope <s>] [--auth basic|body]
+                                                                          (secret on stdin)";
+
+/// A usage error: printed with the usage text, exit 2.
+struct Usage(String);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            eprintln!("tessera: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, Usage> {
+    let (command, rest) = args
+        .split_first()
+        .ok_or_else(|| Usage("no command".into()))?;
+    match command.as_str() {
+        "parse" => parse(rest),
+        "request" => request(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(Usage(format!("unknown command `{other}`"))),
+    }
+}
+
+/// Parsed `<provider> [--flag value | --switch]...`.
+struct Args<'a> {
+    provider: ProviderKind,
+    options: Vec<(&'a str, Option<&'a str>)>,
+}
+
+impl<'a> Args<'a> {
+    fn new(rest: &'a [String], with_value: &[&str], switches: &[&str]) -> Result<Self, Usage> {
+        let (name, flags) = rest
+            .split_first()
+            .ok_or_else(|| Usage("no provider".into()))?;
+        let provider = name.parse().map_err(|e| Usage(format!("`{name}`: {e}")))?;
+        let mut options = Vec::new();
+        let mut it = flags.iter();
+        while let Some(flag) = it.next() {
+            let flag = flag.as_str();
+            if options.iter().any(|(f, _)| *f == flag) {
+                return Err(Usage(format!("{flag} given twice")));
+            }
+            if with_value.contains(&flag) {
+                let v = it
+                    .next()
+                    .ok_or_else(|| Usage(format!("{flag} needs a value")))?;
+                options.push((flag, Some(v.as_str())));
+            } else if switches.contains(&flag) {
+                options.push((flag, None));
+            } else {
+                return Err(Usage(format!("unknown option `{flag}`")));
+            }
+        }
+        Ok(Args { provider, options })
+    }
+
+    fn value(&self, flag: &str) -> Option<&'a str> {
+        self.options
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .and_then(|(_, v)| *v)
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.options.iter().any(|(f, _)| *f == flag)
+    }
+}
+
+fn stdin_bytes() -> Result<Vec<u8>, Usage> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| Usage(format!("reading stdin: {e}")))?;
+    Ok(buf)
+}
+
+fn parse(rest: &[String]) -> Result<ExitCode, Usage> {
+    let args = Args::new(rest, &["--status"], &["--validate"])?;
+    let status = args
+        .value("--status")
+        .ok_or_else(|| Usage("--status is required".into()))?;
+    let status: u16 = status
+        .parse()
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| Usage(format!("--status `{status}` is not an HTTP status")))?;
+    if args.has("--validate") && args.provider != ProviderKind::Shogun {
+        return Err(Usage(
+            "--validate is Shogun's validate endpoint: use it with shogun".into(),
+        ));
+    }
+    let body = stdin_bytes()?;
+    let line = if args.has("--validate") {
+        let mut info = TokenInfo::default();
+        match Shogun::new().parse_validate(status, &body) {
+            Ok(r) => match info.store(&r) {
+                Ok(()) => Ok(info_json(&info)),
+                Err(e) => Err(error_json(&e, None)),
+            },
+            Err(e) => Err(error_json(&e.error, Some(&Detail::from(&e.detail)))),
+        }
+    } else {
+        let mut grant: Box<Grant> = Box::default();
+        match AnyProvider::default_for(args.provider).parse_token(status, &body) {
+            Ok(r) => match grant.store(&r) {
+                Ok(()) => Ok(grant_json(&grant, true)),
+                Err(e) => Err(error_json(&e, None)),
+            },
+            Err(e) => Err(error_json(&e.error, Some(&Detail::from(&e.detail)))),
+        }
+    };
+    Ok(match line {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            println!("{line}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn request(rest: &[String]) -> Result<ExitCode, Usage> {
+    let args = Args::new(rest, &["--client-id", "--scope", "--auth"], &[])?;
+    let client_id = args
+        .value("--client-id")
+        .ok_or_else(|| Usage("--client-id is required".into()))?;
+    let oauth = args.provider == ProviderKind::OAuth2;
+    if !oauth && (args.has("--scope") || args.has("--auth")) {
+        return Err(Usage("--scope and --auth apply to oauth2 only".into()));
+    }
+    let auth = match args.value("--auth") {
+        None | Some("basic") => ClientAuth::Basic,
+        Some("body") => ClientAuth::Body,
+        Some(other) => return Err(Usage(format!("--auth `{other}`: expected basic or body"))),
+    };
+    let raw = stdin_bytes()?;
+    let secret =
+        std::str::from_utf8(&raw).map_err(|_| Usage("the secret on stdin is not UTF-8".into()))?;
+    let secret = secret.strip_suffix('\n').unwrap_or(secret);
+    let credentials = Credentials::new(client_id, secret).map_err(|e| Usage(e.to_string()))?;
+    let provider = match args.provider {
+        // The body does not depend on the URL; the CLI's `token` command takes the real one.
+        ProviderKind::OAuth2 => {
+            let p = OAuth2::new("").with_auth(auth);
+            AnyProvider::OAuth2(match args.value("--scope") {
+                Some(scope) => p.with_scope(scope),
+                None => p,
+            })
+        }
+        kind => AnyProvider::default_for(kind),
+    };
+    let mut buf = vec![0u8; 4096];
+    let req = provider
+        .token_request(&credentials, &mut buf)
+        .map_err(|e| Usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(req.body)
+        .and_then(|()| out.flush())
+        .map_err(|e| Usage(format!("stdout: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}

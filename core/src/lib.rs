@@ -2,7 +2,7 @@
 //!
 //! The sans-IO heart of Tessera: build bearer-token requests for payment APIs into caller
 //! buffers, read their responses into fixed-capacity grants or typed errors, and run the
-//! token lifecycle against an injected clock. `#![no_std]`, no heap, no `unsafe`, no panics.
+//! token lifecycle ([`Session`]) against an injected clock. `#![no_std]`, no heap, no `unsafe`, no panics.
 //!
 //! Providers: [`Shogun`] (token and validate), [`Apimw`], [`Setu`] (sandbox and production),
 //! [`StoneX`], and standard [`OAuth2`] client credentials; add your own through [`Provider`].
@@ -45,6 +45,8 @@ pub mod json;
 pub mod jwt;
 mod provider;
 mod request;
+pub mod session;
+mod time;
 pub mod timestamp;
 mod write;
 
@@ -65,3 +67,5 @@ pub use provider::{
     STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
 };
 pub use request::{bearer_header, Method, Request, Url, FORM, JSON};
+pub use session::{Bearer, Config, Poll, Session, Ticket, TokenId};
+pub use time::{Clock, Instant};

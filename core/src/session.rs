@@ -1,0 +1,573 @@
+//! The token lifecycle: cache, proactive refresh, one fetch at a time, backoff with jitter,
+//! lockout safety and rejected-token handling, as a deterministic state machine.
+//!
+//! Time and bytes go in, decisions come out. A transport is a thin loop around
+//! [`Session::poll`]:
+//!
+//! ```
+//! use core::time::Duration;
+//! use tessera_core::session::{Config, Poll, Session, Ticket};
+//! use tessera_core::{Credentials, Instant, OAuth2, Request};
+//!
+//! // A stand-in for the network: the provider answers with a one-hour token.
+//! fn send(_request: &Request<'_>) -> (u16, &'static [u8]) {
+//!     (200, br#"{"access_token":"t0k","token_type":"Bearer","expires_in":3600}"#)
+//! }
+//!
+//! fn fetch(session: &mut Session<OAuth2<'_>>, ticket: Ticket, now: Instant) {
+//!     let mut buf = [0u8; 512];
+//!     let (status, body) = match session.request(&ticket, &mut buf) {
+//!         Ok(request) => send(&request),
+//!         Err(e) => return drop(session.on_failure(ticket, now, tessera_core::session::Cause::Local(e))),
+//!     };
+//!     // `now` should be read again when the response is in.
+//!     session.on_response(ticket, now, status, None, body);
+//! }
+//!
+//! let idp = OAuth2::new("https://idp.example/oauth2/token");
+//! let creds = Credentials::new("terminal-7", "s3cr3t").unwrap();
+//! let mut session: Session<_> = Session::new(idp, creds, Config::default());
+//! let mut now = Instant::ZERO;
+//!
+//! let token = loop {
+//!     match session.poll(now) {
+//!         Poll::Ready(bearer) => break bearer.token().to_owned(),
+//!         Poll::Refresh(bearer, ticket) => {
+//!             // Still usable: use it, and refresh (here inline, or in a background task).
+//!             let token = bearer.token().to_owned();
+//!             fetch(&mut session, ticket, now);
+//!             break token;
+//!         }
+//!         Poll::Fetch(ticket) => fetch(&mut session, ticket, now),
+//!         Poll::Wait(until) => now = until,            // another caller's fetch is in flight
+//!         Poll::Backoff { until, .. } => now = until, // or give up: the failure says why
+//!         Poll::Failed(kind) => panic!("{kind}"),     // invalid credentials: no retry loop
+//!     }
+//! };
+//! assert_eq!(token, "t0k");
+//! // Served from the cache: no request.
+//! assert!(matches!(session.poll(now.saturating_add(Duration::from_secs(60))), Poll::Ready(_)));
+//! ```
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::credentials::Credentials;
+use crate::error::{Error, ErrorKind, ErrorReport};
+use crate::grant::Grant;
+use crate::json::Problem;
+use crate::provider::Provider;
+use crate::request::Request;
+use crate::time::{millis, Instant};
+
+/// Lifecycle settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// How long before expiry to refresh. `None` (default): `clamp(lifetime / 10, 30 s, 5 min)`.
+    /// Never more than half the lifetime, so a short-lived token is not refreshed on arrival.
+    pub refresh_margin: Option<Duration>,
+    /// Time a request carrying the token may take to reach the provider: a token is not served
+    /// in its last `in_flight_allowance` (at most a quarter of its lifetime). Default 2 s.
+    pub in_flight_allowance: Duration,
+    /// A fetch whose response has not arrived after this long is abandoned (and counts as a
+    /// transient failure), so the session cannot wedge. Default 30 s.
+    pub fetch_timeout: Duration,
+    /// First backoff step. Default 1 s.
+    pub backoff_base: Duration,
+    /// Longest backoff. Default 5 min.
+    pub backoff_cap: Duration,
+    /// Seed of the jitter generator. Give each device its own (a hardware RNG, a serial
+    /// number) so a fleet that failed together does not retry together.
+    pub jitter_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            refresh_margin: None,
+            in_flight_allowance: Duration::from_secs(2),
+            fetch_timeout: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+            jitter_seed: 0x7e55_e4a0_0000_0001,
+        }
+    }
+}
+
+/// Why the last fetch failed.
+// Stored once per session, and there is no heap to box the report into.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Cause {
+    /// The provider answered with an error (or an unusable grant).
+    Response(ErrorReport),
+    /// The network failed: connect, TLS, reset, a body that never completed.
+    Transport,
+    /// No response within [`Config::fetch_timeout`]; the fetch was abandoned.
+    Timeout,
+    /// The request could not be built (e.g. a buffer too small): the error says which.
+    Local(Error),
+}
+
+/// The last failure, as every caller sees it until a fetch succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Failure {
+    /// What went wrong.
+    pub cause: Cause,
+    /// When.
+    pub at: Instant,
+}
+
+impl Failure {
+    /// The group callers act on.
+    pub fn kind(&self) -> ErrorKind {
+        match &self.cause {
+            Cause::Response(r) => r.kind(),
+            Cause::Transport | Cause::Timeout => ErrorKind::Transport,
+            Cause::Local(e) => e.kind(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Cause::Response(r) => fmt::Display::fmt(r, f),
+            Cause::Transport => f.write_str("network error"),
+            Cause::Timeout => f.write_str("no response in time; fetch abandoned"),
+            Cause::Local(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl core::error::Error for Failure {}
+
+/// Identifies one token the session handed out, to report it rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TokenId(u32);
+
+/// A usable token, borrowed from the session.
+#[derive(Clone, Copy)]
+pub struct Bearer<'s, const TOKEN: usize, const REFRESH: usize> {
+    grant: &'s Grant<TOKEN, REFRESH>,
+    id: TokenId,
+    usable_until: Instant,
+}
+
+impl<'s, const TOKEN: usize, const REFRESH: usize> Bearer<'s, TOKEN, REFRESH> {
+    /// The bearer token, for `Authorization: Bearer <token>`.
+    pub fn token(&self) -> &'s str {
+        self.grant.access_token()
+    }
+
+    /// The whole grant (scopes, refresh token, lifetimes).
+    pub fn grant(&self) -> &'s Grant<TOKEN, REFRESH> {
+        self.grant
+    }
+
+    /// Whether the token carries `scope`; check before a sensitive operation.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.grant.has_scope(scope)
+    }
+
+    /// Which token this is, for [`Session::reject`].
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+
+    /// The session stops serving this token at this instant.
+    pub fn usable_until(&self) -> Instant {
+        self.usable_until
+    }
+}
+
+impl<const TOKEN: usize, const REFRESH: usize> fmt::Debug for Bearer<'_, TOKEN, REFRESH> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bearer")
+            .field("token", &format_args!("<redacted>"))
+            .field("id", &self.id)
+            .field("usable_until", &self.usable_until)
+            .finish()
+    }
+}
+
+/// The right and duty to run one token request. Not `Clone`: exactly one caller holds it,
+/// and it is given back with [`Session::on_response`] or [`Session::on_failure`].
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "a ticket must be completed with on_response or on_failure"]
+pub struct Ticket {
+    id: u32,
+}
+
+/// What a caller should do now.
+#[derive(Debug)]
+pub enum Poll<'s, const TOKEN: usize, const REFRESH: usize> {
+    /// A fresh token: use it.
+    Ready(Bearer<'s, TOKEN, REFRESH>),
+    /// The token is still usable but due for refresh, and this caller runs the refresh.
+    /// Use the token either way; a failed refresh does not fail callers while it lives.
+    Refresh(Bearer<'s, TOKEN, REFRESH>, Ticket),
+    /// No usable token: this caller fetches one.
+    Fetch(Ticket),
+    /// No usable token, and another caller's fetch is in flight: wait for it, at most until
+    /// this instant (when it is abandoned).
+    Wait(Instant),
+    /// No usable token; the last fetch failed and the next is allowed at `until`.
+    /// [`Session::failure`] has the details.
+    Backoff {
+        /// When a fetch may be tried again.
+        until: Instant,
+        /// What kind of failure it was.
+        kind: ErrorKind,
+    },
+    /// No usable token and no automatic retry: the credentials were refused. Replace them
+    /// ([`Session::set_credentials`]) or ask explicitly ([`Session::retry`]).
+    /// [`Session::failure`] has the provider's words.
+    Failed(ErrorKind),
+}
+
+/// What [`Session::on_response`] and [`Session::on_failure`] did with a ticket.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Completion {
+    /// A new token is cached.
+    Stored,
+    /// The fetch failed; [`Session::failure`] says why.
+    Failed,
+    /// The ticket was abandoned (timeout or new credentials) before it came back: ignored.
+    Stale,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    id: TokenId,
+    refresh_at: Instant,
+    usable_until: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    id: u32,
+    sent: Instant,
+}
+
+/// SplitMix64: tiny, fast, good enough for jitter (not for secrets).
+#[derive(Clone, Debug)]
+struct Jitter(u64);
+
+impl Jitter {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi` (milliseconds); `lo` when the range is empty.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        match hi.checked_sub(lo).and_then(|span| span.checked_add(1)) {
+            Some(n) => lo.saturating_add(self.next() % n),
+            None => lo,
+        }
+    }
+}
+
+/// One provider's token, its credentials and its lifecycle. No heap: its size is the token
+/// capacity plus a small constant (the refresh-token capacity, scopes, credentials, the last
+/// error's text).
+pub struct Session<P, const TOKEN: usize = 2048, const REFRESH: usize = 1024> {
+    provider: P,
+    credentials: Credentials,
+    config: Config,
+    grant: Grant<TOKEN, REFRESH>,
+    cached: Option<Timing>,
+    fetch: Option<InFlight>,
+    next_id: u32,
+    attempts: u32,
+    backoff_until: Option<Instant>,
+    /// Whether the last failure stops automatic retries (invalid credentials).
+    sticky: bool,
+    failure: Option<Failure>,
+    jitter: Jitter,
+}
+
+impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, REFRESH> {
+    /// A session with no token yet.
+    pub fn new(provider: P, credentials: Credentials, config: Config) -> Self {
+        Session {
+            provider,
+            credentials,
+            jitter: Jitter(config.jitter_seed),
+            config,
+            grant: Grant::new(),
+            cached: None,
+            fetch: None,
+            next_id: 0,
+            attempts: 0,
+            backoff_until: None,
+            sticky: false,
+            failure: None,
+        }
+    }
+
+    /// What to do now. See [`Poll`].
+    pub fn poll(&mut self, now: Instant) -> Poll<'_, TOKEN, REFRESH> {
+        self.abandon_overdue(now);
+        if self.cached.is_some_and(|t| now >= t.usable_until) {
+            self.drop_token();
+        }
+        if let Some(t) = self.cached {
+            let due = now >= t.refresh_at;
+            if due && self.fetch.is_none() && !self.sticky && !self.backing_off(now) {
+                let ticket = self.start_fetch(now);
+                return Poll::Refresh(self.bearer(t), ticket);
+            }
+            return Poll::Ready(self.bearer(t));
+        }
+        if let Some(f) = self.fetch {
+            return Poll::Wait(f.sent.saturating_add(self.config.fetch_timeout));
+        }
+        let kind = self.failure.as_ref().map(Failure::kind);
+        match (kind, self.backoff_until) {
+            (Some(kind), _) if self.sticky => Poll::Failed(kind),
+            (Some(kind), Some(until)) if now < until => Poll::Backoff { until, kind },
+            _ => Poll::Fetch(self.start_fetch(now)),
+        }
+    }
+
+    /// Builds the token request for `ticket` into `buf`.
+    pub fn request<'a>(
+        &'a self,
+        _ticket: &Ticket,
+        buf: &'a mut [u8],
+    ) -> Result<Request<'a>, Error> {
+        self.provider.token_request(&self.credentials, buf)
+    }
+
+    /// Hands back `ticket` with the provider's response. `now` is when it arrived; the
+    /// token's lifetime counts from when the ticket was issued (the request was sent).
+    /// `retry_after` is the response's `Retry-After`, if any.
+    pub fn on_response(
+        &mut self,
+        ticket: Ticket,
+        now: Instant,
+        status: u16,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> Completion {
+        let Some(sent) = self.take_fetch(&ticket) else {
+            return Completion::Stale;
+        };
+        let id = TokenId(ticket.id);
+        let parsed = match self.provider.parse_token(status, body) {
+            Ok(grant) => grant,
+            Err(e) => {
+                self.fail(now, Cause::Response(e.to_report()), retry_after);
+                return Completion::Failed;
+            }
+        };
+        let timing = self.timing(id, sent, parsed.lifetime_s());
+        if timing.usable_until <= now {
+            // Dead on arrival (`expires_in: 0`, or a lifetime shorter than the allowance):
+            // serving it would fail downstream, fetching again at once would storm.
+            let error = Error::Malformed {
+                field: Some("expires_in"),
+                problem: Problem::Range,
+            };
+            let report = ErrorReport {
+                status,
+                error,
+                detail: Default::default(),
+            };
+            self.fail(now, Cause::Response(report), retry_after);
+            return Completion::Failed;
+        }
+        // `store` checks every field before writing: on error the old token is untouched.
+        if let Err(error) = self.grant.store(&parsed) {
+            let report = ErrorReport {
+                status,
+                error,
+                detail: Default::default(),
+            };
+            self.fail(now, Cause::Response(report), retry_after);
+            return Completion::Failed;
+        }
+        self.cached = Some(timing);
+        self.attempts = 0;
+        self.backoff_until = None;
+        self.sticky = false;
+        self.failure = None;
+        Completion::Stored
+    }
+
+    /// Hands back `ticket` when no response came: the network failed, or the request could
+    /// not be built.
+    pub fn on_failure(&mut self, ticket: Ticket, now: Instant, cause: Cause) -> Completion {
+        if self.take_fetch(&ticket).is_none() {
+            return Completion::Stale;
+        }
+        self.fail(now, cause, None);
+        Completion::Failed
+    }
+
+    /// A downstream call answered 401 with token `id`: drop it if it is still the cached
+    /// one, so the next poll fetches a new one. Reports about older tokens are ignored, so
+    /// a burst of 401s for one token causes one refresh. Returns whether it was dropped.
+    pub fn reject(&mut self, id: TokenId) -> bool {
+        if self.cached.is_some_and(|t| t.id == id) {
+            self.drop_token();
+            return true;
+        }
+        false
+    }
+
+    /// Replaces the credentials (secret rotation). Clears a refusal and any backoff, and
+    /// abandons a fetch made with the old ones; a cached token stays in use.
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        self.credentials = credentials;
+        self.fetch = None;
+        self.retry();
+    }
+
+    /// Allows a fetch at the next poll even after a refusal or during backoff. For an
+    /// explicit user action ("try again"), never for a loop.
+    pub fn retry(&mut self) {
+        self.sticky = false;
+        self.backoff_until = None;
+    }
+
+    /// The last failure, until a fetch succeeds.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// The cached grant while its token is usable at `now`.
+    pub fn grant(&self, now: Instant) -> Option<&Grant<TOKEN, REFRESH>> {
+        self.cached
+            .filter(|t| now < t.usable_until)
+            .map(|_| &self.grant)
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a fetch is in flight.
+    pub fn fetching(&self) -> bool {
+        self.fetch.is_some()
+    }
+
+    /// Until when fetches are held back after a failure, if they are.
+    pub fn backoff_until(&self) -> Option<Instant> {
+        self.backoff_until
+    }
+
+    fn bearer(&self, t: Timing) -> Bearer<'_, TOKEN, REFRESH> {
+        Bearer {
+            grant: &self.grant,
+            id: t.id,
+            usable_until: t.usable_until,
+        }
+    }
+
+    fn backing_off(&self, now: Instant) -> bool {
+        self.backoff_until.is_some_and(|until| now < until)
+    }
+
+    fn start_fetch(&mut self, now: Instant) -> Ticket {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.fetch = Some(InFlight {
+            id: self.next_id,
+            sent: now,
+        });
+        Ticket { id: self.next_id }
+    }
+
+    fn take_fetch(&mut self, ticket: &Ticket) -> Option<Instant> {
+        match self.fetch {
+            Some(f) if f.id == ticket.id => {
+                self.fetch = None;
+                Some(f.sent)
+            }
+            _ => None,
+        }
+    }
+
+    fn abandon_overdue(&mut self, now: Instant) {
+        if let Some(f) = self.fetch {
+            if now >= f.sent.saturating_add(self.config.fetch_timeout) {
+                self.fetch = None;
+                self.fail(now, Cause::Timeout, None);
+            }
+        }
+    }
+
+    fn drop_token(&mut self) {
+        self.cached = None;
+        self.grant.clear();
+    }
+
+    /// When a token fetched at `sent` with `lifetime_s` is due for refresh and stops being
+    /// served.
+    fn timing(&self, id: TokenId, sent: Instant, lifetime_s: u64) -> Timing {
+        let life = lifetime_s.saturating_mul(1000);
+        let allowance = millis(self.config.in_flight_allowance).min(life / 4);
+        let margin = match self.config.refresh_margin {
+            Some(m) => millis(m),
+            None => (life / 10).clamp(30_000, 300_000),
+        }
+        .min(life / 2);
+        let expiry = sent.as_millis().saturating_add(life);
+        Timing {
+            id,
+            refresh_at: Instant::from_millis(expiry.saturating_sub(margin)),
+            usable_until: Instant::from_millis(expiry.saturating_sub(allowance)),
+        }
+    }
+
+    fn fail(&mut self, now: Instant, cause: Cause, retry_after: Option<Duration>) {
+        self.sticky =
+            matches!(&cause, Cause::Response(r) if r.kind() == ErrorKind::InvalidCredentials);
+        if !self.sticky {
+            let base = millis(self.config.backoff_base);
+            let cap = millis(self.config.backoff_cap).max(base);
+            let step = base
+                .saturating_mul(1u64.checked_shl(self.attempts).unwrap_or(u64::MAX))
+                .min(cap);
+            let delay = self
+                .jitter
+                .between(base.min(step), step)
+                .max(retry_after.map_or(0, millis));
+            self.attempts = self.attempts.saturating_add(1);
+            self.backoff_until = Some(now.saturating_add(Duration::from_millis(delay)));
+        }
+        self.failure = Some(Failure { cause, at: now });
+    }
+}
+
+impl<P: fmt::Debug, const TOKEN: usize, const REFRESH: usize> fmt::Debug
+    for Session<P, TOKEN, REFRESH>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("provider", &self.provider)
+            .field("credentials", &self.credentials)
+            .field("grant", &self.cached.map(|_| &self.grant))
+            .field("fetching", &self.fetch.is_some())
+            .field("backoff_until", &self.backoff_until)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}

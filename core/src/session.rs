@@ -154,8 +154,7 @@ pub struct TokenId(u32);
 #[derive(Clone, Copy)]
 pub struct Bearer<'s, const TOKEN: usize, const REFRESH: usize> {
     grant: &'s Grant<TOKEN, REFRESH>,
-    id: TokenId,
-    usable_until: Instant,
+    timing: Timing,
 }
 
 impl<'s, const TOKEN: usize, const REFRESH: usize> Bearer<'s, TOKEN, REFRESH> {
@@ -176,12 +175,17 @@ impl<'s, const TOKEN: usize, const REFRESH: usize> Bearer<'s, TOKEN, REFRESH> {
 
     /// Which token this is, for [`Session::reject`].
     pub fn id(&self) -> TokenId {
-        self.id
+        self.timing.id
+    }
+
+    /// From this instant the next poll elects a caller to refresh the token.
+    pub fn refresh_at(&self) -> Instant {
+        self.timing.refresh_at
     }
 
     /// The session stops serving this token at this instant.
     pub fn usable_until(&self) -> Instant {
-        self.usable_until
+        self.timing.usable_until
     }
 }
 
@@ -189,8 +193,9 @@ impl<const TOKEN: usize, const REFRESH: usize> fmt::Debug for Bearer<'_, TOKEN, 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bearer")
             .field("token", &format_args!("<redacted>"))
-            .field("id", &self.id)
-            .field("usable_until", &self.usable_until)
+            .field("id", &self.timing.id)
+            .field("refresh_at", &self.timing.refresh_at)
+            .field("usable_until", &self.timing.usable_until)
             .finish()
     }
 }
@@ -477,8 +482,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
     fn bearer(&self, t: Timing) -> Bearer<'_, TOKEN, REFRESH> {
         Bearer {
             grant: &self.grant,
-            id: t.id,
-            usable_until: t.usable_until,
+            timing: t,
         }
     }
 

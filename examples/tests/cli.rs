@@ -191,3 +191,142 @@ fn usage_errors_exit_2_and_never_echo_the_secret() {
     assert_eq!(code, 2);
     assert!(err.contains("client_secret") && !err.contains(&long));
 }
+
+fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args).env_remove("TESSERA_CLIENT_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn token_fetches_from_every_provider_and_redacts_by_default() {
+    use tessera_sandbox::{ProviderKind, Sandbox, CLIENT_ID, CLIENT_SECRET};
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        let url = sb.base_url(kind);
+        let url_flag = if kind == ProviderKind::OAuth2 {
+            "--token-url"
+        } else {
+            "--base-url"
+        };
+        let args = [
+            "token",
+            kind.name(),
+            url_flag,
+            &url,
+            "--client-id",
+            CLIENT_ID,
+        ];
+        let (code, out, err) = run_env(&args, &[("TESSERA_CLIENT_SECRET", CLIENT_SECRET)], b"");
+        assert_eq!(code, 0, "{kind}: {out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["access_token"], "<redacted>", "{kind}");
+        assert_eq!(v["lifetime_s"], 3600, "{kind}");
+        assert!(!out.contains(CLIENT_SECRET) && !err.contains(CLIENT_SECRET));
+        // The secret on stdin (one final newline stripped), and the token shown on request.
+        let mut shown = args.to_vec();
+        shown.push("--show-token");
+        let (code, out, _) = run_env(&shown, &[], format!("{CLIENT_SECRET}\n").as_bytes());
+        assert_eq!(code, 0, "{kind}: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["access_token"].as_str().unwrap().split('.').count(),
+            3,
+            "{kind}: a JWT"
+        );
+    }
+    let apimw = sb.base_url(ProviderKind::Apimw);
+    let (_, out, _) = run_env(
+        &[
+            "token",
+            "apimw",
+            "--base-url",
+            &apimw,
+            "--client-id",
+            CLIENT_ID,
+            "--show-token",
+        ],
+        &[],
+        CLIENT_SECRET.as_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["refresh_token"].as_str().unwrap().starts_with("rt/"),
+        "PHP's \\/ decoded: {out}"
+    );
+}
+
+#[test]
+fn token_reports_provider_and_network_errors_as_json() {
+    use tessera_sandbox::{Sandbox, CLIENT_ID};
+    let sb = Sandbox::start().unwrap();
+    let setu = sb.base_url(tessera_sandbox::ProviderKind::Setu);
+    let (code, out, _) = run_env(
+        &[
+            "token",
+            "setu",
+            "--base-url",
+            &setu,
+            "--client-id",
+            CLIENT_ID,
+        ],
+        &[("TESSERA_CLIENT_SECRET", "wrong")],
+        b"",
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["code"].as_str()),
+        (Some("invalid_credentials"), Some("invalid-api-key"))
+    );
+    assert!(v["trace_id"].is_string());
+    // Nothing listens there: a transport error, not a hang.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/oauth2/token");
+    let (code, out, _) = run_env(
+        &["token", "oauth2", "--token-url", &url, "--client-id", "c"],
+        &[("TESSERA_CLIENT_SECRET", "s")],
+        b"",
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains(r#""kind":"transport""#), "{out}");
+    // Usage errors.
+    for args in [
+        &["token", "oauth2", "--client-id", "c"][..],
+        &["token", "setu", "--client-id", "c", "--scope", "x"],
+        &["token", "setu"],
+        &[
+            "token",
+            "oauth2",
+            "--token-url",
+            "http://a/t",
+            "--base-url",
+            "http://b",
+            "--client-id",
+            "c",
+        ],
+    ] {
+        let (code, _, err) = run_env(args, &[("TESSERA_CLIENT_SECRET", "TOPSECRET")], b"");
+        assert_eq!(code, 2, "{args:?}");
+        assert!(!err.contains("TOPSECRET"));
+    }
+}

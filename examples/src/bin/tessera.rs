@@ -4,9 +4,13 @@
 //! tessera parse <provider> --status <code> [--validate]      response body on stdin
 //! tessera request <provider> --client-id <id> [--scope <s>] [--auth basic|body]
 //!                                                          secret on stdin
+//! tessera token <provider> [--base-url <url> | --token-url <url>] --client-id <id>
+//!               [--scope <s>] [--auth basic|body] [--show-token]
+//!                               secret in TESSERA_CLIENT_SECRET, or on stdin
 //! ```
-//! `parse` prints one line of JSON; exit 0 for a grant or token info, 1 for a provider
-//! error, 2 for a usage error. `request` prints the exact request body bytes.
+//! `parse` and `token` print one line of JSON; exit 0 for a grant or token info, 1 for a
+//! provider (or network) error, 2 for a usage error. `request` prints the exact request
+//! body bytes.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -15,12 +19,17 @@ use tessera_core::{
     AnyProvider, ClientAuth, Credentials, Detail, Grant, OAuth2, Provider, ProviderKind, Shogun,
     TokenInfo,
 };
-use tessera_examples::{error_json, grant_json, info_json};
+use tessera_examples::{
+    error_json, grant_json, info_json, read_secret, secret_from_stdin, std_error_json, Target,
+};
 
 const USAGE: &str = "usage:
   tessera parse <shogun|apimw|setu|stonex|oauth2> --status <code> [--validate]   (body on stdin)
   tessera request <shogun|apimw|setu|stonex|oauth2> --client-id <id> [--scope <s>] [--auth basic|body]
-                                                                          (secret on stdin)";
+                                                                          (secret on stdin)
+  tessera token <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
+                --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
+                                  (secret in TESSERA_CLIENT_SECRET, or on stdin)";
 
 /// A usage error: printed with the usage text, exit 2.
 struct Usage(String);
@@ -43,6 +52,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
     match command.as_str() {
         "parse" => parse(rest),
         "request" => request(rest),
+        "token" => token(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -165,11 +175,8 @@ fn request(rest: &[String]) -> Result<ExitCode, Usage> {
         Some("body") => ClientAuth::Body,
         Some(other) => return Err(Usage(format!("--auth `{other}`: expected basic or body"))),
     };
-    let raw = stdin_bytes()?;
-    let secret =
-        std::str::from_utf8(&raw).map_err(|_| Usage("the secret on stdin is not UTF-8".into()))?;
-    let secret = secret.strip_suffix('\n').unwrap_or(secret);
-    let credentials = Credentials::new(client_id, secret).map_err(|e| Usage(e.to_string()))?;
+    let secret = secret_from_stdin().map_err(Usage)?;
+    let credentials = Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
     let provider = match args.provider {
         // The body does not depend on the URL; the CLI's `token` command takes the real one.
         ProviderKind::OAuth2 => {
@@ -190,4 +197,60 @@ fn request(rest: &[String]) -> Result<ExitCode, Usage> {
         .and_then(|()| out.flush())
         .map_err(|e| Usage(format!("stdout: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn token(rest: &[String]) -> Result<ExitCode, Usage> {
+    let args = Args::new(
+        rest,
+        &[
+            "--base-url",
+            "--token-url",
+            "--client-id",
+            "--scope",
+            "--auth",
+        ],
+        &["--show-token"],
+    )?;
+    let client_id = args
+        .value("--client-id")
+        .ok_or_else(|| Usage("--client-id is required".into()))?;
+    let target = Target {
+        base_url: args.value("--base-url").map(str::to_owned),
+        token_url: args.value("--token-url").map(str::to_owned),
+        scope: args.value("--scope").map(str::to_owned),
+        auth: args.value("--auth").map(str::to_owned),
+    };
+    let provider = target.provider(args.provider).map_err(Usage)?;
+    let secret = read_secret().map_err(Usage)?;
+    let credentials = Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
+    let options = tessera_std::Options {
+        refresh_in_background: false,
+        ..Default::default()
+    };
+    let client = tessera_std::Client::with_options(provider, credentials, options);
+    match client.token().map(|_| client.grant()) {
+        Ok(Some(grant)) => {
+            println!("{}", grant_json(&grant, args.has("--show-token")));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => {
+            // The token expired between the fetch and this line: only with a lifetime of
+            // almost nothing.
+            println!(
+                "{}",
+                error_json(
+                    &tessera_core::Error::Malformed {
+                        field: Some("expires_in"),
+                        problem: tessera_core::Problem::Range
+                    },
+                    None
+                )
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            println!("{}", std_error_json(&e));
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -54,6 +54,9 @@ pub struct Schema {
 
 /// Writes `{"<id_key>":"<id>","<secret_key>":"<secret>"}` (strict JSON, escaped) into
 /// `buf` and returns the POST request for `url`.
+///
+/// Not inlined, so every provider shares one copy (the keys are not constant-folded).
+#[inline(never)]
 pub fn json_credentials_request<'a>(
     url: Url<'a>,
     id_key: &str,
@@ -315,6 +318,9 @@ pub(crate) fn conclude<'b, T>(
 /// assert_eq!(g.access_token.as_str(), Some("t0k"));
 /// assert_eq!(g.lifetime_s(), 60);
 /// ```
+// Not inlined: each provider passes a constant schema, and inlining would specialise (and
+// duplicate) the whole engine per provider in firmware that links several.
+#[inline(never)]
 pub fn parse_grant<'a>(
     schema: &Schema,
     status: u16,

@@ -9,6 +9,8 @@
 use core::fmt;
 
 use crate::error::Error;
+use heapless::string::StringView;
+
 use crate::json::{Cursor, DecodeError, JsonStr};
 use crate::jwt;
 
@@ -65,15 +67,22 @@ impl<'a> ScopeRef<'a> {
         self.each(|s| {
             let mut open = false;
             s.chunks(|chunk| {
-                for (i, part) in chunk.split(' ').enumerate() {
-                    if i > 0 && open {
-                        f(None);
-                        open = false;
-                    }
+                // Split on ASCII spaces by hand: `str::split` keeps a panic path on MCUs.
+                let mut rest = chunk;
+                loop {
+                    let space = memchr::memchr(b' ', rest.as_bytes());
+                    let end = space.unwrap_or(rest.len());
+                    let part = rest.get(..end).unwrap_or_default();
                     if !part.is_empty() {
                         f(Some(part));
                         open = true;
                     }
+                    let Some(i) = space else { break };
+                    if open {
+                        f(None);
+                        open = false;
+                    }
+                    rest = rest.get(i + 1..).unwrap_or_default();
                 }
                 true
             })
@@ -162,19 +171,23 @@ impl Scopes {
         self.ends.is_empty()
     }
 
-    /// Checks capacity (nothing written on error), then replaces the contents.
-    pub(crate) fn store(&mut self, src: &ScopeRef<'_>, field: &'static str) -> Result<(), Error> {
+    /// Validates `src` and checks it fits, writing nothing.
+    pub(crate) fn check(src: &ScopeRef<'_>, field: &'static str) -> Result<(), Error> {
         let (mut bytes, mut entries) = (0usize, 0usize);
         src.walk(field, |piece| match piece {
             Some(text) => bytes = bytes.saturating_add(text.len()),
             None => entries += 1,
         })?;
         check(field, bytes, SCOPE_CAPACITY)?;
-        check("scope count", entries, MAX_SCOPES)?;
+        check("scope count", entries, MAX_SCOPES)
+    }
+
+    /// Replaces the contents with `src`, which [`Scopes::check`] accepted.
+    pub(crate) fn write(&mut self, src: &ScopeRef<'_>, field: &'static str) -> Result<(), Error> {
         self.text.clear();
         self.ends.clear();
         src.walk(field, |piece| match piece {
-            // Capacity was checked above: these pushes cannot fail.
+            // Capacity was checked: these pushes cannot fail.
             Some(text) => {
                 let _ = self.text.push_str(text);
             }
@@ -183,6 +196,13 @@ impl Scopes {
                 let _ = self.ends.push(end);
             }
         })
+    }
+
+    /// Checks, then replaces the contents (nothing written on error).
+    #[cfg(test)]
+    pub(crate) fn store(&mut self, src: &ScopeRef<'_>, field: &'static str) -> Result<(), Error> {
+        Self::check(src, field)?;
+        self.write(src, field)
     }
 }
 
@@ -223,19 +243,56 @@ fn decoded_len(s: &JsonStr<'_>, field: &'static str) -> Result<usize, Error> {
 }
 
 /// Decodes a string already checked by [`decoded_len`] and [`check`].
-fn copy<const N: usize>(
-    s: &JsonStr<'_>,
-    dest: &mut heapless::String<N>,
-    field: &'static str,
-) -> Result<(), Error> {
-    s.decode_into(dest).map_err(|e| match e {
+fn copy(s: &JsonStr<'_>, dest: &mut StringView, field: &'static str) -> Result<(), Error> {
+    s.decode_into_view(dest).map_err(|e| match e {
         DecodeError::Invalid(p) => Error::malformed(field, p),
         DecodeError::Capacity(needed) => Error::Capacity {
             field,
             needed,
-            capacity: N,
+            capacity: dest.capacity(),
         },
     })
+}
+
+/// A grant's fields through capacity-erased views, so storing is one non-generic function.
+struct Slots<'g> {
+    access_token: &'g mut StringView,
+    refresh_token: &'g mut StringView,
+    client_id: &'g mut StringView,
+    scopes: &'g mut Scopes,
+    expires_in: &'g mut Option<u64>,
+    lifetime_s: &'g mut u64,
+}
+
+impl Slots<'_> {
+    /// Checks every field of `src` first, then writes: on error nothing changes.
+    #[inline(never)]
+    fn store(self, src: &GrantRef<'_>) -> Result<(), Error> {
+        let fits = |s: &JsonStr<'_>, field, dest: &StringView| {
+            check(field, decoded_len(s, field)?, dest.capacity())
+        };
+        fits(&src.access_token, "access_token", self.access_token)?;
+        if let Some(r) = &src.refresh_token {
+            fits(r, "refresh_token", self.refresh_token)?;
+        }
+        if let Some(c) = &src.client_id {
+            fits(c, "client_id", self.client_id)?;
+        }
+        Scopes::check(&src.scope, "scope")?;
+        copy(&src.access_token, self.access_token, "access_token")?;
+        self.refresh_token.clear();
+        if let Some(r) = &src.refresh_token {
+            copy(r, self.refresh_token, "refresh_token")?;
+        }
+        self.client_id.clear();
+        if let Some(c) = &src.client_id {
+            copy(c, self.client_id, "client_id")?;
+        }
+        self.scopes.write(&src.scope, "scope")?;
+        *self.expires_in = src.expires_in;
+        *self.lifetime_s = effective_lifetime(src.expires_in, jwt::lifetime(self.access_token));
+        Ok(())
+    }
 }
 
 /// An owned token grant with fixed capacities (`TOKEN` for the access token, `REFRESH` for
@@ -287,38 +344,15 @@ impl<const TOKEN: usize, const REFRESH: usize> Grant<TOKEN, REFRESH> {
 
     /// Replaces this grant with `src`. Every field is checked first: on error nothing changes.
     pub fn store(&mut self, src: &GrantRef<'_>) -> Result<(), Error> {
-        check(
-            "access_token",
-            decoded_len(&src.access_token, "access_token")?,
-            TOKEN,
-        )?;
-        if let Some(r) = &src.refresh_token {
-            check("refresh_token", decoded_len(r, "refresh_token")?, REFRESH)?;
+        Slots {
+            access_token: self.access_token.as_mut_view(),
+            refresh_token: self.refresh_token.as_mut_view(),
+            client_id: self.client_id.as_mut_view(),
+            scopes: &mut self.scopes,
+            expires_in: &mut self.expires_in,
+            lifetime_s: &mut self.lifetime_s,
         }
-        if let Some(c) = &src.client_id {
-            check(
-                "client_id",
-                decoded_len(c, "client_id")?,
-                GRANT_CLIENT_ID_CAPACITY,
-            )?;
-        }
-        // Scopes check their own capacity before writing; do it before anything else is
-        // overwritten so a scope error leaves the grant untouched.
-        let mut scopes = Scopes::new();
-        scopes.store(&src.scope, "scope")?;
-        copy(&src.access_token, &mut self.access_token, "access_token")?;
-        self.refresh_token.clear();
-        if let Some(r) = &src.refresh_token {
-            copy(r, &mut self.refresh_token, "refresh_token")?;
-        }
-        self.client_id.clear();
-        if let Some(c) = &src.client_id {
-            copy(c, &mut self.client_id, "client_id")?;
-        }
-        self.scopes = scopes;
-        self.expires_in = src.expires_in;
-        self.lifetime_s = effective_lifetime(src.expires_in, jwt::lifetime(&self.access_token));
-        Ok(())
+        .store(src)
     }
 
     /// Empties the grant.
@@ -459,11 +493,10 @@ impl TokenInfo {
             decoded_len(&src.client_id, "client_id")?,
             GRANT_CLIENT_ID_CAPACITY,
         )?;
-        let mut scopes = Scopes::new();
-        scopes.store(&src.scope, "authorities")?;
-        copy(&src.username, &mut self.username, "username")?;
-        copy(&src.client_id, &mut self.client_id, "client_id")?;
-        self.scopes = scopes;
+        Scopes::check(&src.scope, "authorities")?;
+        copy(&src.username, self.username.as_mut_view(), "username")?;
+        copy(&src.client_id, self.client_id.as_mut_view(), "client_id")?;
+        self.scopes.write(&src.scope, "authorities")?;
         self.issued_at = src.issued_at;
         self.expires_at = src.expires_at;
         Ok(())

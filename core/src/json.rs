@@ -88,6 +88,13 @@ impl<'a> JsonStr<'a> {
     ///
     /// Returns `Ok(true)` when every chunk was delivered, `Ok(false)` when `f` stopped.
     pub fn chunks(&self, mut f: impl FnMut(&str) -> bool) -> Result<bool, Problem> {
+        self.chunks_dyn(&mut f)
+    }
+
+    /// One copy of the decoder for every caller's closure: a smaller firmware for one
+    /// indirect call per chunk (an unescaped token is a single chunk).
+    #[inline(never)]
+    fn chunks_dyn(&self, f: &mut dyn FnMut(&str) -> bool) -> Result<bool, Problem> {
         let mut rest = self.raw;
         loop {
             let lit_end = if self.escaped {
@@ -166,13 +173,20 @@ impl<'a> JsonStr<'a> {
         complete == Ok(true) && want.is_empty()
     }
 
-    /// Decodes into `dest` (cleared first). On error `dest` is left empty.
-    ///
-    /// The error is [`Problem`] wrapped by the caller; capacity is reported as `Err(None)`
-    /// with the needed length available from [`JsonStr::decoded_len`].
+    /// Decodes into `dest` (cleared first). On error `dest` is left empty; a destination
+    /// too small reports the decoded length.
     pub fn decode_into<const N: usize>(
         &self,
         dest: &mut heapless::String<N>,
+    ) -> Result<(), DecodeError> {
+        self.decode_into_view(dest.as_mut_view())
+    }
+
+    /// [`JsonStr::decode_into`] for any capacity, through heapless's unsized view: one copy
+    /// of the code, and the same stack, whatever the capacity.
+    pub fn decode_into_view(
+        &self,
+        dest: &mut heapless::string::StringView,
     ) -> Result<(), DecodeError> {
         dest.clear();
         let done = self.chunks(|c| dest.push_str(c).is_ok());

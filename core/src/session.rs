@@ -274,12 +274,14 @@ impl Jitter {
         z ^ (z >> 31)
     }
 
-    /// Uniform in `lo..=hi` (milliseconds); `lo` when the range is empty.
+    /// Uniform in `lo..=hi` (milliseconds); `lo` when the range is empty. Spans past
+    /// `u32::MAX` ms (49 days) are clamped: a multiply-shift in 32 bits, because a
+    /// Cortex-M0 has no divider and a 64-bit `%` costs a kilobyte of flash.
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        match hi.checked_sub(lo).and_then(|span| span.checked_add(1)) {
-            Some(n) => lo.saturating_add(self.next() % n),
-            None => lo,
-        }
+        let span = u32::try_from(hi.saturating_sub(lo)).unwrap_or(u32::MAX);
+        let n = u64::from(span) + 1;
+        let r = u64::from(self.next() as u32);
+        lo.saturating_add((r * n) >> 32)
     }
 }
 
@@ -555,7 +557,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
                 .between(base.min(step), step)
                 .max(retry_after.map_or(0, millis));
             self.attempts = self.attempts.saturating_add(1);
-            self.backoff_until = Some(now.saturating_add(Duration::from_millis(delay)));
+            self.backoff_until = Some(now.saturating_add_millis(delay));
         }
         self.failure = Some(Failure { cause, at: now });
     }

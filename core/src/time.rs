@@ -31,6 +31,12 @@ impl Instant {
         Instant(self.0.saturating_add(millis(d)))
     }
 
+    /// `self + ms` milliseconds, saturating (no `Duration` round trip: on a Cortex-M0 that
+    /// costs a 64-bit division).
+    pub const fn saturating_add_millis(self, ms: u64) -> Self {
+        Instant(self.0.saturating_add(ms))
+    }
+
     /// `self - d`, saturating at [`Instant::ZERO`].
     pub fn saturating_sub(self, d: Duration) -> Self {
         Instant(self.0.saturating_sub(millis(d)))

@@ -15,8 +15,10 @@ use crate::json::Problem;
 /// assert!(parse("2024-02-30T00:00:00Z").is_err());
 /// ```
 pub fn parse(s: &str) -> Result<i64, Problem> {
-    let b = s.as_bytes();
-    let mut p = Parser { b, i: 0 };
+    let mut p = Parser {
+        b: s.as_bytes(),
+        i: 0,
+    };
     let year = p.num(4)?;
     p.lit(b'-')?;
     let month = p.num(2)?;
@@ -33,23 +35,15 @@ pub fn parse(s: &str) -> Result<i64, Problem> {
     if p.peek() == Some(b':') {
         p.i += 1;
         second = p.num(2)?;
-        if p.peek() == Some(b'.') || p.peek() == Some(b',') {
+        if let Some(b'.' | b',') = p.peek() {
             p.i += 1;
-            let digits = b
-                .get(p.i..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|c| c.is_ascii_digit());
-            let n = digits.count();
-            if n == 0 {
+            if p.digits() == 0 {
                 return Err(Problem::Syntax);
             }
-            p.i += n;
         }
     }
     let offset = match p.next() {
-        None => 0,
-        Some(b'Z' | b'z') => 0,
+        None | Some(b'Z' | b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
             let h = p.num(2)?;
             let m = match p.peek() {
@@ -84,8 +78,9 @@ pub fn parse(s: &str) -> Result<i64, Problem> {
     {
         return Err(Problem::Range);
     }
-    let days = days_from_civil(year, month, day);
-    Ok(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    let days = i64::from(days_from_civil(year, month, day));
+    let secs = hour * 3600 + minute * 60 + second - offset;
+    Ok(days * 86_400 + i64::from(secs))
 }
 
 struct Parser<'a> {
@@ -114,26 +109,35 @@ impl Parser<'_> {
         }
     }
 
-    /// Exactly `n` ASCII digits.
-    fn num(&mut self, n: usize) -> Result<i64, Problem> {
+    /// Skips ASCII digits, returning how many.
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Exactly `n` ASCII digits (n ≤ 4, so the value fits easily).
+    fn num(&mut self, n: usize) -> Result<i32, Problem> {
         let digits = self.b.get(self.i..self.i + n).ok_or(Problem::Syntax)?;
-        let mut v = 0i64;
+        let mut v = 0i32;
         for &d in digits {
             if !d.is_ascii_digit() {
                 return Err(Problem::Syntax);
             }
-            v = v * 10 + i64::from(d - b'0');
+            v = v * 10 + i32::from(d - b'0');
         }
         self.i += n;
         Ok(v)
     }
 }
 
-fn is_leap(y: i64) -> bool {
+fn is_leap(y: i32) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
+fn days_in_month(y: i32, m: i32) -> i32 {
     match m {
         2 if is_leap(y) => 29,
         2 => 28,
@@ -142,15 +146,17 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), in 32-bit
+/// arithmetic: years are four digits, and a Cortex-M0 has no 64-bit divide.
+fn days_from_civil(y: i32, m: i32, d: i32) -> i32 {
+    // Shift the year to start in March, and by 400 so it is never negative (year 0000).
+    let y = if m <= 2 { y - 1 } else { y } + 400;
+    let era = y / 400;
+    let yoe = y - era * 400;
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    (era - 1) * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -184,6 +190,8 @@ mod tests {
         assert_eq!(parse("2038-01-19T03:14:08Z"), Ok(1 << 31));
         assert_eq!(parse("2016-12-31T23:59:60Z"), Ok(1_483_228_800));
         assert_eq!(parse("9999-12-31T23:59:59Z"), Ok(253_402_300_799));
+        assert_eq!(parse("0000-01-01T00:00:00Z"), Ok(-62_167_219_200));
+        assert_eq!(parse("0000-03-01T00:00:00Z"), Ok(-62_162_035_200));
     }
 
     #[test]

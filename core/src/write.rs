@@ -25,7 +25,9 @@ impl<'b> Out<'b> {
         self.needed = self.needed.saturating_add(s.len());
         if self.needed <= self.buf.len() {
             if let Some(dst) = self.buf.get_mut(self.len..self.needed) {
-                dst.copy_from_slice(s);
+                // A zip, not `copy_from_slice`: the lengths are equal, but the optimiser
+                // cannot prove it, and `copy_from_slice` would keep a panic path.
+                dst.iter_mut().zip(s).for_each(|(d, b)| *d = *b);
                 self.len = self.needed;
             }
         }
@@ -52,7 +54,8 @@ impl<'b> Out<'b> {
         if self.needed > self.buf.len() {
             return Err(self.needed);
         }
-        Ok(self.buf.split_at_mut(self.len.min(self.buf.len())))
+        let len = self.len;
+        self.buf.split_at_mut_checked(len).ok_or(self.needed)
     }
 }
 
@@ -66,7 +69,7 @@ pub fn json_string(out: &mut Out<'_>, s: &str) {
         .iter()
         .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
     {
-        let (run, tail) = rest.split_at(i);
+        let (run, tail) = rest.split_at_checked(i).unwrap_or((rest, &[]));
         out.bytes(run);
         let Some((&b, tail)) = tail.split_first() else {
             break;
@@ -105,7 +108,7 @@ pub fn form_encode(out: &mut impl ByteSink, s: &str) {
     let mut rest = s.as_bytes();
     loop {
         let keep = rest.iter().take_while(|&&b| unreserved(b)).count();
-        let (run, tail) = rest.split_at(keep);
+        let (run, tail) = rest.split_at_checked(keep).unwrap_or((rest, &[]));
         out.put(run);
         let Some((&b, tail)) = tail.split_first() else {
             return;

@@ -3,7 +3,8 @@
 //! with the outcome each must produce.
 //!
 //! `no_std` and heap-free, so the same table runs in host tests and in the on-target test
-//! firmware: [`check`] parses one vector and compares every asserted field.
+//! firmware: [`check`] parses one vector and compares every asserted field. The lifecycle
+//! scenarios in [`lifecycle`] are shared the same way.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ use tessera_core::{
     AnyProvider, Error, Grant, Problem, Provider, ProviderKind, ResponseError, Shogun, TokenInfo,
 };
 
+pub mod lifecycle;
 mod table;
 pub use table::VECTORS;
 

@@ -49,3 +49,13 @@ fn a_wrong_expectation_is_caught() {
     let err = check(&v, &mut grant, &mut TokenInfo::default()).unwrap_err();
     assert_eq!(err.what, "unexpected error");
 }
+
+#[test]
+fn every_lifecycle_scenario_passes() {
+    let failures: Vec<String> = tessera_vectors::lifecycle::SCENARIOS
+        .iter()
+        .filter_map(|s| (s.run)().err().map(|why| format!("{}: {why}", s.name)))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(tessera_vectors::lifecycle::SCENARIOS.len(), 13);
+}

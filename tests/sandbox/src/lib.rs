@@ -35,6 +35,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 pub use tessera_core::ProviderKind;
 
+pub mod scenarios;
+
 /// The client id every provider accepts by default.
 pub const CLIENT_ID: &str = "tessera-sandbox-client";
 /// The secret every provider accepts by default. It holds a quote, a backslash, a colon, a

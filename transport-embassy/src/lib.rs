@@ -281,7 +281,7 @@ where
         dns: &'b D,
         buffers: Buffers<'b>,
         settings: Settings,
-        rng: &mut impl rand_core::Rng,
+        rng: &mut impl rand_core::RngCore,
     ) -> Self {
         Client::with_clock(
             provider,
@@ -313,7 +313,7 @@ where
         dns: &'b D,
         buffers: Buffers<'b>,
         mut settings: Settings,
-        rng: &mut impl rand_core::Rng,
+        rng: &mut impl rand_core::RngCore,
         clock: C,
     ) -> Self {
         settings.session.jitter_seed = rng.next_u64();

@@ -3,8 +3,6 @@
 //! scenarios tessera-std runs (tessera_sandbox::scenarios), driven by async-io's executor.
 //! 64 concurrent callers are 64 futures joined on one executor, as tasks on a device are.
 
-use std::convert::Infallible;
-
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
 use tessera_core::session::Config;
@@ -16,26 +14,23 @@ use tessera_sandbox::{Sandbox, CLIENT_ID};
 /// SplitMix64 as the injected RNG.
 struct TestRng(u64);
 
-impl rand_core::TryRng for TestRng {
-    type Error = Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.try_next_u64().map(|v| v as u32)
+impl rand_core::RngCore for TestRng {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
     }
 
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Ok(z ^ (z >> 31))
+        z ^ (z >> 31)
     }
 
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
         for b in dst {
-            *b = self.try_next_u32()? as u8;
+            *b = self.next_u32() as u8;
         }
-        Ok(())
     }
 }
 

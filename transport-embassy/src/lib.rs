@@ -16,6 +16,23 @@
 //! - Every network step is bounded by [`embassy_time::with_timeout`]; backoff waits are the
 //!   session's (the caller gets the instant to retry at, and the refresher sleeps until then
 //!   with `embassy_time::Timer`); jitter is seeded from an injected `rand_core` RNG.
+//!
+//! ## TLS (feature `tls`)
+//!
+//! `Client::with_tls` makes every connection HTTPS through reqwless and embedded-tls,
+//! verifying the server against the CA certificate the application gives; there is no
+//! "verify nothing" mode. What embedded-tls (0.18, as reqwless 0.14 drives it) checks, and
+//! what it does not:
+//! - **checks**: the certificate chain's signatures up to the given CA, and the server
+//!   name (SNI is sent) against the certificate's *common name*; subjectAltNames are not
+//!   consulted, so the server's certificate must carry its host name as its CN;
+//! - **TLS 1.3 only**, with `TLS_AES_128_GCM_SHA256`;
+//! - **ECDSA certificates only** without a heap (RSA needs embedded-tls's `rsa` feature,
+//!   which needs `alloc`): point it at the CA of an ECDSA chain, or terminate TLS in front;
+//! - **not checked**: validity dates (it runs without a clock: an expired or not-yet-valid
+//!   certificate passes), revocation (no OCSP or CRL), and certificates over 4 KiB;
+//! - each connection's randomness comes from a 64-bit seed (reqwless seeds ChaCha8 with a
+//!   `u64`); Tessera draws a fresh one from your RNG for every connection.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -107,6 +124,25 @@ impl Default for Settings {
     }
 }
 
+/// HTTPS settings (feature `tls`).
+#[cfg(feature = "tls")]
+pub struct Tls<'b> {
+    /// The CA certificate (DER) the server's chain must verify against.
+    pub ca: &'b [u8],
+    /// embedded-tls's record buffers: 16,640 bytes each hold any record a server may send.
+    pub read_buffer: &'b mut [u8],
+    /// See `read_buffer`.
+    pub write_buffer: &'b mut [u8],
+    /// A cryptographically secure RNG (the chip's TRNG): each connection's seed.
+    pub rng: &'b mut (dyn rand_core::RngCore + Send),
+}
+
+/// What the exchange needs of TLS; nothing without the feature.
+#[cfg(feature = "tls")]
+type TlsSlot<'x, 'b> = Option<&'x mut Tls<'b>>;
+#[cfg(not(feature = "tls"))]
+type TlsSlot<'x, 'b> = Option<&'x mut ::core::marker::PhantomData<&'b ()>>;
+
 /// The buffers the token requests use, owned by the caller (statics on a device).
 pub struct Buffers<'b> {
     /// The request body and `Authorization` value. 1 KiB is ample.
@@ -121,6 +157,8 @@ struct State<'b, P, const TOKEN: usize> {
     session: Session<P, TOKEN>,
     buffers: Buffers<'b>,
     url: heapless::String<256>,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls<'b>>,
 }
 
 /// An async token client for one provider, shared by tasks through `&Client`.
@@ -212,6 +250,7 @@ async fn exchange<T: TcpConnect, D: Dns>(
     tcp: &T,
     dns: &D,
     timeout: Duration,
+    tls: TlsSlot<'_, '_>,
     out: Outgoing<'_>,
     head_buf: &mut [u8],
     body_buf: &mut [u8],
@@ -224,7 +263,21 @@ async fn exchange<T: TcpConnect, D: Dns>(
     } = out;
     let capacity = body_buf.len();
     let work = async {
-        let mut http = HttpClient::new(tcp, dns);
+        let mut http = match tls {
+            #[cfg(feature = "tls")]
+            Some(t) => {
+                use reqwless::client::{TlsConfig, TlsVerify};
+                let verify = TlsVerify::Certificate {
+                    ca: t.ca,
+                    cert: None,
+                    key: None,
+                };
+                let seed = t.rng.next_u64();
+                let config = TlsConfig::new(seed, t.read_buffer, t.write_buffer, verify);
+                HttpClient::new_with_tls(tcp, dns, config)
+            }
+            _ => HttpClient::new(tcp, dns),
+        };
         let method = match method {
             Method::Get => HttpMethod::GET,
             Method::Post => HttpMethod::POST,
@@ -323,11 +376,20 @@ where
                 session: Session::new(provider, credentials, settings.session),
                 buffers,
                 url: heapless::String::new(),
+                #[cfg(feature = "tls")]
+                tls: None,
             }),
             tcp,
             dns,
             timeout: settings.timeout,
         }
+    }
+
+    /// Makes every connection HTTPS, verified against `tls.ca` (see the crate docs).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: Tls<'b>) -> Self {
+        self.state.get_mut().tls = Some(tls);
+        self
     }
 
     /// Copies a fresh bearer token into `out` and says which token it is (for
@@ -367,11 +429,23 @@ where
     }
 
     async fn fetch(&self, state: &mut State<'b, P, TOKEN>, ticket: Ticket) {
+        #[cfg(feature = "tls")]
+        let State {
+            session,
+            buffers,
+            url,
+            tls,
+        } = state;
+        #[cfg(feature = "tls")]
+        let tls = tls.as_mut();
+        #[cfg(not(feature = "tls"))]
         let State {
             session,
             buffers,
             url,
         } = state;
+        #[cfg(not(feature = "tls"))]
+        let tls: TlsSlot<'_, '_> = None;
         let outcome = match session.request(&ticket, buffers.request) {
             Err(e) => Err(Cause::Local(e)),
             Ok(req) => match req.url.write_into(url) {
@@ -389,6 +463,7 @@ where
                         self.tcp,
                         self.dns,
                         self.timeout,
+                        tls,
                         Outgoing {
                             method: req.method,
                             url,
@@ -465,10 +540,18 @@ where
                 }
                 None => &[],
             };
+            // With TLS, the connection's record buffers are the client's: hold them for the call.
+            #[cfg(feature = "tls")]
+            let mut state = self.state.lock().await;
+            #[cfg(feature = "tls")]
+            let tls = state.tls.as_mut();
+            #[cfg(not(feature = "tls"))]
+            let tls: TlsSlot<'_, '_> = None;
             let result = exchange(
                 self.tcp,
                 self.dns,
                 self.timeout,
+                tls,
                 Outgoing {
                     method: request.method,
                     url: request.url,
@@ -479,6 +562,8 @@ where
                 body,
             )
             .await;
+            #[cfg(feature = "tls")]
+            drop(state);
             let x = result.map_err(Error::from)?;
             if x.status != 401 || retried {
                 return Ok(ApiResponse {

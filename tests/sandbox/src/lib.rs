@@ -108,6 +108,7 @@ struct Inner {
 
 /// A running sandbox. Dropping it stops the server.
 pub struct Sandbox {
+    scheme: &'static str,
     addr: SocketAddr,
     inner: Arc<Inner>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -122,6 +123,22 @@ impl Sandbox {
 
     /// Starts on `addr` (use a loopback address).
     pub fn start_on(addr: SocketAddr) -> std::io::Result<Sandbox> {
+        Self::start_inner(addr, None)
+    }
+
+    /// Starts an HTTPS sandbox on a free port on 127.0.0.1, with a CA made for it and a
+    /// server certificate (ECDSA P-256, TLS 1.3) whose common name is `common_name`.
+    /// Returns the sandbox and the CA certificate (DER) clients must trust.
+    pub fn start_tls(common_name: &str) -> std::io::Result<(Sandbox, Vec<u8>)> {
+        let (ca, config) = tls_identity(common_name).map_err(std::io::Error::other)?;
+        let sandbox = Self::start_inner(SocketAddr::from(([127, 0, 0, 1], 0)), Some(config))?;
+        Ok((sandbox, ca))
+    }
+
+    fn start_inner(
+        addr: SocketAddr,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> std::io::Result<Sandbox> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -142,6 +159,7 @@ impl Sandbox {
             key,
             shared: Mutex::new(shared),
         });
+        let tls_enabled = tls.is_some();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -156,15 +174,23 @@ impl Sandbox {
                         return;
                     };
                     let app = Router::new().fallback(handle).with_state(state);
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = rx => {}
+                    match tls {
+                        None => tokio::select! {
+                            _ = axum::serve(listener, app) => {}
+                            _ = rx => {}
+                        },
+                        Some(config) => tokio::select! {
+                            _ = serve_tls(listener, app, config) => {}
+                            _ = rx => {}
+                        },
                     }
                 });
                 // Connections still dripping are cut, not awaited.
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
+        let scheme = if tls_enabled { "https" } else { "http" };
         Ok(Sandbox {
+            scheme,
             addr,
             inner,
             shutdown: Some(tx),
@@ -172,9 +198,9 @@ impl Sandbox {
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https` for [`Sandbox::start_tls`]).
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The address it listens on.
@@ -262,6 +288,74 @@ impl Drop for Sandbox {
             let _ = t.join();
         }
     }
+}
+
+/// Serves `app` over TLS: one task per connection, hyper's HTTP/1 on a rustls stream.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that rejects the certificate ends here: that is what tests check.
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// A fresh CA, and a server certificate for `common_name` it signed: (CA DER, config).
+fn tls_identity(
+    common_name: &str,
+) -> Result<
+    (Vec<u8>, Arc<tokio_rustls::rustls::ServerConfig>),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio_rustls::rustls::{version, ServerConfig};
+
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tessera-sandbox test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(vec![common_name.to_owned()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    let cert = params.signed_by(&key, &issuer)?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )?;
+    Ok((ca_cert.der().to_vec(), Arc::new(config)))
 }
 
 fn route(method: &Method, path: &str) -> Option<Endpoint> {

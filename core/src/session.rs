@@ -380,23 +380,18 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             }
         };
         let timing = self.timing(id, sent, parsed.lifetime_s());
-        if timing.usable_until <= now {
+        let unusable = if timing.usable_until <= now {
             // Dead on arrival (`expires_in: 0`, or a lifetime shorter than the allowance):
             // serving it would fail downstream, fetching again at once would storm.
-            let error = Error::Malformed {
+            Some(Error::Malformed {
                 field: Some("expires_in"),
                 problem: Problem::Range,
-            };
-            let report = ErrorReport {
-                status,
-                error,
-                detail: Default::default(),
-            };
-            self.fail(now, Cause::Response(report), retry_after);
-            return Completion::Failed;
-        }
-        // `store` checks every field before writing: on error the old token is untouched.
-        if let Err(error) = self.grant.store(&parsed) {
+            })
+        } else {
+            // `store` checks every field before writing: on error the old token is untouched.
+            self.grant.store(&parsed).err()
+        };
+        if let Some(error) = unusable {
             let report = ErrorReport {
                 status,
                 error,

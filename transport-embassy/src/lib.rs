@@ -519,7 +519,7 @@ where
     pub async fn call(
         &self,
         request: ApiRequest<'_>,
-        buffers: CallBuffers<'_, TOKEN>,
+        buffers: &mut CallBuffers<'_, TOKEN>,
     ) -> Result<ApiResponse, Error> {
         let CallBuffers {
             token,
@@ -612,7 +612,7 @@ where
     pub async fn validate(
         &self,
         shogun: &tessera_core::Shogun<'_>,
-        buffers: CallBuffers<'_, TOKEN>,
+        buffers: &mut CallBuffers<'_, TOKEN>,
         info: &mut tessera_core::TokenInfo,
     ) -> Result<(), Error> {
         let mut url: heapless::String<256> = heapless::String::new();
@@ -621,29 +621,13 @@ where
             .validate_request("", &mut scratch)
             .and_then(|r| r.url.write_into(&mut url))
             .map_err(Error::Core)?;
-        let CallBuffers {
-            token,
-            authorization,
-            headers,
-            body,
-        } = buffers;
         let request = ApiRequest {
             method: Method::Get,
             url: &url,
             body: None,
         };
-        let response = self
-            .call(
-                request,
-                CallBuffers {
-                    token,
-                    authorization,
-                    headers,
-                    body: &mut *body,
-                },
-            )
-            .await?;
-        let body = body.get(..response.body_len).unwrap_or_default();
+        let response = self.call(request, buffers).await?;
+        let body = buffers.body.get(..response.body_len).unwrap_or_default();
         match shogun.parse_validate(response.status, body) {
             Ok(r) => info.store(&r).map_err(Error::Core),
             Err(e) => Err(Error::Token {

@@ -12,13 +12,9 @@ use tessera_sandbox::scenarios::{Failed, Harness, Info, ManualClock, TestClient}
 use tessera_sandbox::{Sandbox, CLIENT_ID};
 
 mod common;
-use common::TestRng;
+use common::{leak_buf, TestRng};
 
 type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
-
-fn leak_buf(n: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; n].into_boxed_slice())
-}
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -145,7 +141,7 @@ impl TestClient for EmbassyClient {
                 url,
                 body: None,
             };
-            match self.client.call(request, owned.buffers()).await {
+            match self.client.call(request, &mut owned.buffers()).await {
                 Ok(r) => Ok(r.status),
                 Err(e) => Err(self.failed(e).await),
             }
@@ -159,7 +155,7 @@ impl TestClient for EmbassyClient {
             let shogun = Shogun::with_base_url(shogun_base);
             match self
                 .client
-                .validate(&shogun, owned.buffers(), &mut info)
+                .validate(&shogun, &mut owned.buffers(), &mut info)
                 .await
             {
                 Ok(()) => Ok(Info {
@@ -210,13 +206,14 @@ fn future_sizes_for_task_arenas() {
     println!("token() future: {token_size} bytes");
     drop(token);
     let mut owned = Owned::new();
+    let mut buffers = owned.buffers();
     let call = c.client.call(
         ApiRequest {
             method: Method::Get,
             url: "http://x/",
             body: None,
         },
-        owned.buffers(),
+        &mut buffers,
     );
     let call_size = core::mem::size_of_val(&call);
     println!("call() future: {call_size} bytes");

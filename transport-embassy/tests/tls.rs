@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::{leak_buf, TestRng};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ErrorKind, Method, ProviderKind};
@@ -12,10 +12,6 @@ use tessera_embassy::{ApiRequest, Buffers, CallBuffers, Client, Settings, Tls};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack>;
-
-fn leak_buf(n: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; n].into_boxed_slice())
-}
 
 fn client(sb: &Sandbox, kind: ProviderKind, ca: Vec<u8>) -> &'static C {
     let stack: &'static Stack = Box::leak(Box::default());
@@ -63,7 +59,7 @@ fn https_with_the_right_ca_fetches_and_calls() {
             assert_eq!(token.split('.').count(), 3, "{kind}");
             let (mut auth, mut head, mut body) =
                 (vec![0u8; 2100], vec![0u8; 2048], vec![0u8; 2048]);
-            let buffers = CallBuffers {
+            let mut buffers = CallBuffers {
                 token: &mut token,
                 authorization: &mut auth,
                 headers: &mut head,
@@ -77,7 +73,7 @@ fn https_with_the_right_ca_fetches_and_calls() {
                         url: &url,
                         body: None,
                     },
-                    buffers,
+                    &mut buffers,
                 )
                 .await
                 .unwrap();

@@ -156,19 +156,19 @@ async fn main(spawner: Spawner) -> ! {
     let authorization = AUTHORIZATION.init([0; 2064]);
     let call_headers = CALL_HEADERS.init([0; 1024]);
     let call_body = CALL_BODY.init([0; 2048]);
+    let mut buffers = CallBuffers {
+        token,
+        authorization,
+        headers: call_headers,
+        body: call_body,
+    };
     loop {
-        let buffers = CallBuffers {
-            token,
-            authorization,
-            headers: call_headers,
-            body: call_body,
-        };
         let request = ApiRequest {
             method: Method::Get,
             url: API_URL,
             body: None,
         };
-        match tessera.call(request, buffers).await {
+        match tessera.call(request, &mut buffers).await {
             Ok(r) => info!("{API_URL} answered {} ({} bytes)", r.status, r.body_len),
             Err(e) => {
                 error!("call failed: {e}");

@@ -88,7 +88,7 @@ fn tour() -> Result<ExitCode, String> {
         let client = Client::with_options(AnyProvider::new(kind, base), credentials, options());
         walk(&mut report, &sb, kind, &client);
         if kind == ProviderKind::Shogun {
-            validate(&mut report, &sb, &client, base);
+            validate(&mut report, &client, base);
         }
         wrong_secret(&mut report, &sb, kind, base);
         if kind == ProviderKind::Shogun {
@@ -191,13 +191,7 @@ fn walk(
     );
 }
 
-fn validate(
-    report: &mut Report,
-    sb: &Sandbox,
-    client: &Client<AnyProvider<'static>>,
-    base: &'static str,
-) {
-    let _ = sb;
+fn validate(report: &mut Report, client: &Client<AnyProvider<'static>>, base: &'static str) {
     let shogun = Shogun::with_base_url(base);
     report.step(
         "validate",
@@ -346,7 +340,7 @@ fn live(args: &[String]) -> Result<ExitCode, String> {
                 Err("the token changed".into())
             },
         );
-        if let AnyProvider::Shogun(shogun) = client_provider(&target, kind)? {
+        if let AnyProvider::Shogun(shogun) = target.provider(kind)? {
             report.step(
                 "validate",
                 client
@@ -365,8 +359,4 @@ fn live(args: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
-}
-
-fn client_provider(target: &Target, kind: ProviderKind) -> Result<AnyProvider<'static>, String> {
-    target.provider(kind)
 }

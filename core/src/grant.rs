@@ -11,8 +11,9 @@ use core::fmt;
 use crate::error::Error;
 use heapless::string::StringView;
 
-use crate::json::{Cursor, DecodeError, JsonStr};
+use crate::json::{Cursor, DecodeError, JsonStr, Problem};
 use crate::jwt;
+use crate::request::is_header_token;
 
 /// Lifetime assumed when neither `expires_in` nor the token's claims state one (seconds).
 pub const DEFAULT_LIFETIME_S: u64 = 300;
@@ -271,7 +272,22 @@ impl Slots<'_> {
         let fits = |s: &JsonStr<'_>, field, dest: &StringView| {
             check(field, decoded_len(s, field)?, dest.capacity())
         };
-        fits(&src.access_token, "access_token", self.access_token)?;
+        let token_len = decoded_len(&src.access_token, "access_token")?;
+        check("access_token", token_len, self.access_token.capacity())?;
+        if token_len == 0 {
+            return Err(Error::malformed("access_token", Problem::Missing));
+        }
+        // The token goes into a header: refuse what would break it (CR/LF injection).
+        let mut visible = true;
+        src.access_token
+            .chunks(|c| {
+                visible &= is_header_token(c);
+                visible
+            })
+            .map_err(|p| Error::malformed("access_token", p))?;
+        if !visible {
+            return Err(Error::malformed("access_token", Problem::Charset));
+        }
         if let Some(r) = &src.refresh_token {
             fits(r, "refresh_token", self.refresh_token)?;
         }

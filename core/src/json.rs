@@ -38,6 +38,9 @@ pub enum Problem {
     Range,
     /// A well-formed value the library does not support (e.g. a `token_type` other than Bearer).
     Unsupported,
+    /// A character the field cannot carry: a bearer token goes into an HTTP header, so it
+    /// must be visible ASCII (no space, control character or non-ASCII byte).
+    Charset,
 }
 
 impl Problem {
@@ -54,6 +57,7 @@ impl Problem {
             Problem::Duplicate => "field appears twice",
             Problem::Range => "value out of range",
             Problem::Unsupported => "unsupported value",
+            Problem::Charset => "character not allowed (a bearer token is visible ASCII)",
         }
     }
 }

@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::error::Error;
+use crate::json::Problem;
 use crate::write::Out;
 
 /// An HTTP method.
@@ -139,6 +140,15 @@ pub const JSON: &str = "application/json";
 /// Media type of a form body.
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
+/// Whether every byte of `text` is visible ASCII (`!`..=`~`), so it can follow `Bearer ` in
+/// a header without breaking it: no CR/LF (header injection), space, control or non-ASCII
+/// byte. RFC 6750's `b64token` is a subset; real providers stay inside it.
+pub(crate) fn is_header_token(text: &str) -> bool {
+    // A fold, not `all`: no early exit, so the loop vectorises (tokens are ~1 KB).
+    text.bytes()
+        .fold(true, |ok, b| ok & (b'!'..=b'~').contains(&b))
+}
+
 /// Writes `Bearer <token>` into `buf`, for the `Authorization` header of a downstream call.
 ///
 /// ```
@@ -146,6 +156,12 @@ pub const FORM: &str = "application/x-www-form-urlencoded";
 /// assert_eq!(tessera_core::bearer_header("abc", &mut buf).unwrap(), "Bearer abc");
 /// ```
 pub fn bearer_header<'b>(token: &str, buf: &'b mut [u8]) -> Result<&'b str, Error> {
+    if token.is_empty() {
+        return Err(Error::malformed("access_token", Problem::Missing));
+    }
+    if !is_header_token(token) {
+        return Err(Error::malformed("access_token", Problem::Charset));
+    }
     let capacity = buf.len();
     let mut out = Out::new(buf);
     out.str("Bearer ");

@@ -247,3 +247,24 @@ fn request_debug_hides_credentials() {
     let req = shogun.token_request(&c, &mut buf).unwrap();
     assert!(!format!("{req:?}").contains("hunter2"));
 }
+
+#[test]
+fn bearer_header_refuses_a_token_that_would_break_the_header() {
+    let mut buf = [0u8; 64];
+    for bad in ["a\r\nX-Injected: 1", "a b", "a\tb", "é", ""] {
+        let e = tessera_core::bearer_header(bad, &mut buf);
+        let problem = if bad.is_empty() {
+            tessera_core::Problem::Missing
+        } else {
+            tessera_core::Problem::Charset
+        };
+        assert_eq!(
+            e,
+            Err(tessera_core::Error::Malformed {
+                field: Some("access_token"),
+                problem
+            }),
+            "{bad:?}"
+        );
+    }
+}

@@ -282,6 +282,36 @@ const OAUTH2: &[Vector] = &[
             scopes: &["read", "write"],
             ..grant("2YotnFZFEjr1zCsicMWpAA", Some(3600), 3600)
         })),
+    // A typical 1.2 KB identity-provider answer: an RS256 JWT with a 2048-bit signature.
+    tok("oauth2-token-200-rs256", OAuth2, 200, include_bytes!("../fixtures/oauth2-token-200-rs256.json"), ok(GrantExpect {
+        token: Token::Shape { len: 1066, starts: "eyJhbGciOiJSUzI1NiIsInR5", ends: "YPMBH8NXApHA" },
+        scopes: &["payments:read", "payments:write", "refunds:write", "terminals:read"],
+        ..grant("", Some(3600), 3600)
+    })),
+    // The token goes into `Authorization: Bearer …`: CR/LF would inject headers (found by
+    // the token_response fuzz target's oracle work), and a space, tab or non-ASCII byte
+    // would break the header. Refused before anything is stored.
+    tok("oauth2-token-200-escaped-crlf", OAuth2, 200,
+        br#"{"access_token":"abc\r\nX-Injected: 1","token_type":"Bearer","expires_in":60}"#,
+        err(malformed(Some("access_token"), Problem::Charset))),
+    tok("oauth2-token-200-space", OAuth2, 200,
+        br#"{"access_token":"abc def","token_type":"Bearer","expires_in":60}"#,
+        err(malformed(Some("access_token"), Problem::Charset))),
+    tok("oauth2-token-200-escaped-tab", OAuth2, 200,
+        br#"{"access_token":"abc\tdef","token_type":"Bearer","expires_in":60}"#,
+        err(malformed(Some("access_token"), Problem::Charset))),
+    tok("oauth2-token-200-non-ascii", OAuth2, 200,
+        "{\"access_token\":\"abcé\",\"token_type\":\"Bearer\",\"expires_in\":60}".as_bytes(),
+        err(malformed(Some("access_token"), Problem::Charset))),
+    tok("setu-token-200-escaped-newline", Setu, 200,
+        br#"{"status":200,"success":true,"data":{"expiresIn":1800,"token":"a\u000ab"}}"#,
+        err(malformed(Some("access_token"), Problem::Charset))),
+    tok("oauth2-token-200-empty-token", OAuth2, 200,
+        br#"{"access_token":"","token_type":"Bearer","expires_in":60}"#,
+        err(malformed(Some("access_token"), Problem::Missing))),
+    tok("oauth2-token-200-every-visible-ascii", OAuth2, 200,
+        br##"{"access_token":"!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~","token_type":"Bearer","expires_in":60}"##,
+        ok(grant("!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~", Some(60), 60))),
     tok("oauth2-token-200-jwt-shorter", OAuth2, 200,
         concat!(r#"{"access_token":""#, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0IiwiaWF0IjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDAwNjB9.c2ln", r#"","token_type":"Bearer","expires_in":3600}"#).as_bytes(),
         ok(grant(JWT_60, Some(3600), 60))),
@@ -316,9 +346,14 @@ const OAUTH2: &[Vector] = &[
         err(malformed(Some("access_token"), Problem::Type))),
     tok("oauth2-token-200-duplicate-token", OAuth2, 200, br#"{"access_token":"a","access_token":"b"}"#,
         err(malformed(Some("access_token"), Problem::Duplicate))),
+    // Every escape: the ASCII ones in the token, the rest in the refresh token (a bearer
+    // token must be visible ASCII; a refresh token is sent in a form body, any text).
     tok("oauth2-token-200-every-escape", OAuth2, 200,
-        br#"{"access_token":"a\/b\\c\"d\u00e9\ud83d\ude00\t","token_type":"Bearer","expires_in":1}"#,
-        ok(grant("a/b\\c\"d\u{e9}\u{1F600}\t", Some(1), 1))),
+        br#"{"access_token":"a\/b\\c\"d\u0041","refresh_token":"\u00e9\ud83d\ude00\t\b\f\n\r","token_type":"Bearer","expires_in":1}"#,
+        ok(GrantExpect {
+            refresh_token: Some("\u{e9}\u{1F600}\t\u{8}\u{c}\n\r"),
+            ..grant("a/b\\c\"dA", Some(1), 1)
+        })),
     tok("oauth2-token-200-lone-surrogate", OAuth2, 200, br#"{"access_token":"a\ud83db","token_type":"Bearer","expires_in":1}"#,
         err(malformed(Some("access_token"), Problem::Escape))),
     tok("oauth2-token-200-bad-escape", OAuth2, 200, br#"{"access_token":"a\qb","token_type":"Bearer"}"#,

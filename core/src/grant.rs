@@ -272,19 +272,20 @@ impl Slots<'_> {
         let fits = |s: &JsonStr<'_>, field, dest: &StringView| {
             check(field, decoded_len(s, field)?, dest.capacity())
         };
-        let token_len = decoded_len(&src.access_token, "access_token")?;
+        // One pass over the token: its decoded length, and whether it can go into a header
+        // (visible ASCII only: CR/LF would inject headers). Nothing is written yet.
+        let (mut token_len, mut visible) = (0usize, true);
+        src.access_token
+            .chunks(|c| {
+                token_len = token_len.saturating_add(c.len());
+                visible &= is_header_token(c);
+                true
+            })
+            .map_err(|p| Error::malformed("access_token", p))?;
         check("access_token", token_len, self.access_token.capacity())?;
         if token_len == 0 {
             return Err(Error::malformed("access_token", Problem::Missing));
         }
-        // The token goes into a header: refuse what would break it (CR/LF injection).
-        let mut visible = true;
-        src.access_token
-            .chunks(|c| {
-                visible &= is_header_token(c);
-                visible
-            })
-            .map_err(|p| Error::malformed("access_token", p))?;
         if !visible {
             return Err(Error::malformed("access_token", Problem::Charset));
         }

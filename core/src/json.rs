@@ -151,7 +151,9 @@ impl<'a> JsonStr<'a> {
     /// Whether the decoded text equals `s`. Invalid strings equal nothing.
     pub fn eq_str(&self, s: &str) -> bool {
         if !self.escaped {
-            return self.raw == s.as_bytes() && text(self.raw).is_ok();
+            // Equal bytes are as valid as `s` (a `str`): only a raw control character in `s`
+            // could make them invalid JSON. No need to validate the body's copy.
+            return self.raw == s.as_bytes() && !has_control(s.as_bytes());
         }
         let mut want = s.as_bytes();
         let complete = self.chunks(|c| match want.strip_prefix(c.as_bytes()) {
@@ -166,6 +168,10 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the decoded text equals `s`, ignoring ASCII case.
     pub fn eq_ignore_ascii_case(&self, s: &str) -> bool {
+        if !self.escaped {
+            // ASCII case folding keeps UTF-8 validity: as in `eq_str`.
+            return self.raw.eq_ignore_ascii_case(s.as_bytes()) && !has_control(s.as_bytes());
+        }
         let mut want = s.as_bytes();
         let complete = self.chunks(|c| match want.split_at_checked(c.len()) {
             Some((head, r)) if head.eq_ignore_ascii_case(c.as_bytes()) => {
@@ -223,14 +229,18 @@ impl From<Problem> for DecodeError {
     }
 }
 
-/// Validates a literal run: UTF-8, no raw control characters.
-fn text(bytes: &[u8]) -> Result<&str, Problem> {
+/// Whether `bytes` holds a raw control character (not allowed in a JSON string).
+fn has_control(bytes: &[u8]) -> bool {
     // Checked 32 bytes at a time with no early exit inside a block, so the compiler
     // vectorises it: 35 ns instead of 520 ns for a 1.2 KB token (measured with criterion).
-    let control = bytes
+    bytes
         .chunks(32)
-        .any(|block| block.iter().fold(false, |seen, &b| seen | (b < 0x20)));
-    if control {
+        .any(|block| block.iter().fold(false, |seen, &b| seen | (b < 0x20)))
+}
+
+/// Validates a literal run: UTF-8, no raw control characters.
+fn text(bytes: &[u8]) -> Result<&str, Problem> {
+    if has_control(bytes) {
         return Err(Problem::Encoding);
     }
     core::str::from_utf8(bytes).map_err(|_| Problem::Encoding)

@@ -38,6 +38,17 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// A diagnostic line to `defmt` and/or `log`, as enabled; nothing otherwise. Arguments are
+/// `Display` and `defmt::Format`, and never a secret or a token.
+macro_rules! diag {
+    ($level:ident, $($t:tt)*) => {{
+        #[cfg(feature = "defmt")]
+        defmt::$level!($($t)*);
+        #[cfg(feature = "log")]
+        log::$level!($($t)*);
+    }};
+}
+
 use ::core::fmt;
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
@@ -451,6 +462,12 @@ where
             Ok(req) => match req.url.write_into(url) {
                 Err(e) => Err(Cause::Local(e)),
                 Ok(()) => {
+                    diag!(
+                        debug,
+                        "tessera: token request {} {}",
+                        req.method.as_str(),
+                        req.url
+                    );
                     let mut headers: heapless::Vec<(&str, &str), 3> = heapless::Vec::new();
                     let _ = headers.push(("Accept", "application/json"));
                     if let Some(ct) = req.content_type {
@@ -495,17 +512,17 @@ where
             ),
             Err(cause) => session.on_failure(ticket, arrived, cause),
         };
-        #[cfg(feature = "defmt")]
         match completion {
-            tessera_core::session::Completion::Stored => defmt::debug!("tessera: new token stored"),
+            tessera_core::session::Completion::Stored => diag!(debug, "tessera: new token stored"),
             tessera_core::session::Completion::Failed => {
-                defmt::warn!("tessera: token fetch failed: {}", session.failure())
+                if let Some(_f) = session.failure() {
+                    diag!(warn, "tessera: token fetch failed: {}", _f);
+                }
             }
             tessera_core::session::Completion::Stale => {
-                defmt::debug!("tessera: late answer ignored")
+                diag!(debug, "tessera: late answer ignored")
             }
         }
-        let _ = completion;
     }
 
     /// Reports token `id` rejected by a downstream API (a 401): dropped if it is still the
@@ -571,6 +588,10 @@ where
                     body_len: x.body_len,
                 });
             }
+            diag!(
+                debug,
+                "tessera: 401 from a call: token rejected, fetching a new one"
+            );
             self.reject(id).await;
             retried = true;
         }
@@ -616,10 +637,9 @@ where
         info: &mut tessera_core::TokenInfo,
     ) -> Result<(), Error> {
         let mut url: heapless::String<256> = heapless::String::new();
-        let mut scratch = [0u8; 8];
         shogun
-            .validate_request("", &mut scratch)
-            .and_then(|r| r.url.write_into(&mut url))
+            .validate_url()
+            .write_into(&mut url)
             .map_err(Error::Core)?;
         let request = ApiRequest {
             method: Method::Get,

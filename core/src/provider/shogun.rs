@@ -74,6 +74,14 @@ impl<'a> Shogun<'a> {
         Shogun { base_url }
     }
 
+    /// Where the validate endpoint is (a `GET` with the token as bearer).
+    pub const fn validate_url(&self) -> Url<'a> {
+        Url {
+            base: self.base_url,
+            path: VALIDATE_PATH,
+        }
+    }
+
     /// The validate request for `token`; the `Authorization` value is written into `buf`.
     pub fn validate_request<'b>(
         &'b self,
@@ -83,10 +91,7 @@ impl<'a> Shogun<'a> {
         let authorization = bearer_header(token, buf)?;
         Ok(Request {
             method: Method::Get,
-            url: Url {
-                base: self.base_url,
-                path: VALIDATE_PATH,
-            },
+            url: self.validate_url(),
             content_type: None,
             authorization: Some(authorization),
             body: &[],

@@ -86,6 +86,15 @@ pub enum Fault {
     WrongContentType,
 }
 
+/// Every JWT any sandbox in this process issued, for the secret-hygiene audit.
+static ISSUED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Every token the sandboxes of this process have issued so far (the signed JWTs; the
+/// `OversizedToken` fault's filler tokens are not secrets and are not listed).
+pub fn issued_tokens() -> Vec<String> {
+    ISSUED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 #[derive(Default)]
 struct Shared {
     credentials: HashMap<ProviderKind, (String, String)>,
@@ -553,7 +562,12 @@ impl Inner {
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let input = format!("{header}.{payload}");
         let sig = self.sign(&input);
-        (format!("{input}.{sig}"), lifetime)
+        let token = format!("{input}.{sig}");
+        ISSUED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(token.clone());
+        (token, lifetime)
     }
 
     /// The claims of a live token `kind` issued, or `None`.

@@ -5,7 +5,7 @@
 //! real. No scenario sleeps to make time pass.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use tessera_core::{Clock, ErrorKind, Instant};
@@ -83,14 +83,57 @@ fn requests(sb: &Sandbox, kind: ProviderKind) -> u64 {
     sb.count(Endpoint::Token(kind))
 }
 
-/// No text holds the secret.
+/// No text holds the secret, nor any token a sandbox of this process issued.
 pub fn assert_no_secret(texts: &[String]) {
+    let tokens = crate::issued_tokens();
     for t in texts {
         assert!(
             !t.contains(CLIENT_SECRET) && !t.contains("s3cr3t"),
             "secret leaked: {t}"
         );
+        // A token's signature is unique to it and never a substring of anything else.
+        for token in &tokens {
+            let sig = token.rsplit('.').next().unwrap_or(token);
+            assert!(!t.contains(sig), "a token leaked: {t}");
+        }
     }
+}
+
+/// Every log record of this process, at trace level, once [`capture_logs`] ran.
+static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
+    fn flush(&self) {}
+}
+
+/// Captures every log record at trace level from here on (idempotent). Harnesses call it
+/// when they make a client, so the whole suite runs with logging on.
+pub fn capture_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&Capture).expect("no other logger in a test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The log lines captured so far.
+pub fn logs() -> Vec<String> {
+    LOGS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The secret-hygiene audit [`scenario_tests!`](crate::scenario_tests) runs after every
+/// scenario: no log line so far holds the secret or an issued token.
+pub fn audit() {
+    assert_no_secret(&logs());
 }
 
 /// Fetch, reuse without requests, and an authorised call, for every provider.
@@ -292,7 +335,8 @@ pub fn every_fault_is_typed_then_recovers(h: &impl Harness) {
         (Fault::DropMidBody, Some(ErrorKind::Transport)),
         (Fault::Truncated, Some(ErrorKind::Malformed)),
         (Fault::Malformed, Some(ErrorKind::Malformed)),
-        (Fault::OversizedToken(3000), Some(ErrorKind::Capacity)),
+        // One byte over the client's 2,048-byte token capacity, and exactly at it.
+        (Fault::OversizedToken(2049), Some(ErrorKind::Capacity)),
         (Fault::OversizedToken(2048), None),
         (
             Fault::SlowDrip(Duration::from_millis(100)),
@@ -337,6 +381,112 @@ pub fn every_fault_is_typed_then_recovers(h: &impl Harness) {
     assert_no_secret(&texts);
 }
 
+/// The faults a refresh can meet, each with the error it must be typed as.
+fn refresh_faults() -> Vec<(Fault, ErrorKind)> {
+    vec![
+        (Fault::Status(500), ErrorKind::ServerError),
+        (Fault::Html(502), ErrorKind::ServerError),
+        (Fault::DropMidBody, ErrorKind::Transport),
+        (Fault::Truncated, ErrorKind::Malformed),
+        (Fault::Malformed, ErrorKind::Malformed),
+        (Fault::OversizedToken(2049), ErrorKind::Capacity),
+        (
+            Fault::SlowDrip(Duration::from_millis(100)),
+            ErrorKind::Transport,
+        ),
+        (Fault::HugeBody(10 * 1024 * 1024), ErrorKind::Capacity),
+    ]
+}
+
+/// A refresh that meets a fault never costs the cached token: callers keep getting it, and
+/// calls with it keep working, until a refresh succeeds. A half-read or oversized answer
+/// never replaces it.
+pub fn a_failed_refresh_keeps_the_cached_token(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.set_lifetime(kind, 3600);
+        for (fault, _) in refresh_faults() {
+            let c = h.client(&sb, kind, CLIENT_SECRET);
+            let first = c.token().unwrap();
+            // Past the refresh point (5 minutes before expiry), well before expiry.
+            c.clock().advance(Duration::from_secs(3400));
+            sb.inject(Endpoint::Token(kind), fault.clone(), 1);
+            let before = requests(&sb, kind);
+            let started = std::time::Instant::now();
+            let during = c.token();
+            assert!(
+                started.elapsed() < Duration::from_millis(2500),
+                "{kind} {fault:?}: the refresh hung"
+            );
+            assert_eq!(
+                during.map_err(|e| e.text).as_deref(),
+                Ok(first.as_str()),
+                "{kind} {fault:?}: a failed refresh must keep serving the cached token"
+            );
+            assert_eq!(
+                requests(&sb, kind),
+                before + 1,
+                "{kind} {fault:?}: one refresh"
+            );
+            assert_eq!(c.token().unwrap(), first, "{kind} {fault:?}: still cached");
+            assert_eq!(
+                c.call(&sb.protected_url(kind)).unwrap(),
+                200,
+                "{kind} {fault:?}"
+            );
+            // Once the fault is gone, the next attempt replaces it with a whole new token
+            // (the caller that runs a refresh may be handed the token it replaces).
+            c.retry();
+            c.token().unwrap();
+            assert_eq!(
+                requests(&sb, kind),
+                before + 2,
+                "{kind} {fault:?}: refreshed once"
+            );
+            let second = c.token().unwrap();
+            assert_ne!(second, first, "{kind} {fault:?}: refreshed");
+            assert_eq!(
+                c.call(&sb.protected_url(kind)).unwrap(),
+                200,
+                "{kind} {fault:?}"
+            );
+        }
+    }
+}
+
+/// `expires_in: 0` is dead on arrival: a typed error and a backoff, never a storm of
+/// requests nor a token served that is already dead. `u32::MAX` seconds is a token kept for
+/// as long as it says, with no overflow anywhere.
+pub fn lifetime_edges(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.set_lifetime(kind, 0);
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let e = c
+            .token()
+            .expect_err("a token dead on arrival is not served");
+        assert_eq!(e.kind, ErrorKind::Malformed, "{kind}: {}", e.text);
+        assert!(e.retry_in.is_some(), "{kind}: backs off");
+        let e = c.token().expect_err("still backing off");
+        assert_eq!(
+            requests(&sb, kind),
+            1,
+            "{kind}: no second request while backing off: {}",
+            e.text
+        );
+
+        sb.set_lifetime(kind, u64::from(u32::MAX));
+        c.retry();
+        let t = c.token().unwrap();
+        for _ in 0..4 {
+            // 30 years at a time: 120 years, still inside a life of u32::MAX seconds (136 years).
+            c.clock().advance(Duration::from_secs(30 * 365 * 86_400));
+            assert_eq!(c.token().unwrap(), t, "{kind}");
+        }
+        assert_eq!(requests(&sb, kind), 2, "{kind}: one token for 120 years");
+    }
+}
+
 /// One `#[test]` per scenario for a harness.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -345,13 +495,15 @@ macro_rules! scenario_tests {
             fetch_reuse_call, refresh_before_expiry, setu_refreshes_by_the_jwt,
             a_401_refetches_once_and_retries_once, shogun_validate,
             invalid_credentials_are_not_retried, lockout_is_backed_off,
-            many_callers_one_request, every_fault_is_typed_then_recovers);
+            many_callers_one_request, every_fault_is_typed_then_recovers,
+            a_failed_refresh_keeps_the_cached_token, lifetime_edges);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(
             #[test]
             fn $name() {
                 $crate::scenarios::$name(&$harness);
+                $crate::scenarios::audit();
             }
         )*
     };

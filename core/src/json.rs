@@ -231,11 +231,13 @@ impl From<Problem> for DecodeError {
 
 /// Whether `bytes` holds a raw control character (not allowed in a JSON string).
 fn has_control(bytes: &[u8]) -> bool {
-    // Checked 32 bytes at a time with no early exit inside a block, so the compiler
-    // vectorises it: 35 ns instead of 520 ns for a 1.2 KB token (measured with criterion).
-    bytes
-        .chunks(32)
-        .any(|block| block.iter().fold(false, |seen, &b| seen | (b < 0x20)))
+    // Checked in exact 32-byte blocks with no early exit inside one, so the compiler
+    // vectorises each block (the chunks' fixed length lets it unroll fully).
+    let mut blocks = bytes.chunks_exact(32);
+    let found = blocks
+        .by_ref()
+        .any(|block| block.iter().fold(false, |seen, &b| seen | (b < 0x20)));
+    found || blocks.remainder().iter().any(|&b| b < 0x20)
 }
 
 /// Validates a literal run: UTF-8, no raw control characters.

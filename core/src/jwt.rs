@@ -141,42 +141,51 @@ impl Reader {
         }
     }
 
-    /// The fast path: four characters to three bytes at a time, while they are plain base64
-    /// digits and the bit accumulator is empty. Returns what it did not decode (a partial
-    /// quad, padding or an invalid character), for [`Reader::decode_char`].
+    /// The fast path: four characters to three bytes at a time, as many quads as the block
+    /// has room for in one branch-free batch, while they are plain base64 digits and the bit
+    /// accumulator is empty. A batch holding anything else (padding, an invalid character)
+    /// is left whole to [`Reader::decode_char`], as is a partial quad.
     fn decode_quads<'t>(&mut self, mut chars: &'t [u8]) -> &'t [u8] {
         let digit = |c: u8| DECODE.get(usize::from(c)).copied().unwrap_or(0xFF);
-        while let Some((quad, tail)) = chars.split_first_chunk::<4>() {
-            let v = quad.map(digit);
-            // Digits are below 64; 0xFF (invalid or `=`) is left to the careful path.
-            if (v[0] | v[1] | v[2] | v[3]) & 0xC0 != 0 {
-                break;
-            }
-            let n = u32::from(v[0]) << 18
-                | u32::from(v[1]) << 12
-                | u32::from(v[2]) << 6
-                | u32::from(v[3]);
-            let Some(dst) = self.block.get_mut(self.len..self.len + 3) else {
-                break;
+        loop {
+            let room = BLOCK.saturating_sub(self.len) / 3;
+            let n = (chars.len() / 4).min(room);
+            let (Some(batch), Some(dst)) = (
+                chars.get(..n * 4),
+                self.block.get_mut(self.len..self.len + n * 3),
+            ) else {
+                return chars;
             };
-            // Truncations keep exactly the decoded bytes. A zip, not `copy_from_slice`: no
-            // length-mismatch panic path survives into firmware.
-            for (d, b) in dst
-                .iter_mut()
-                .zip([(n >> 16) as u8, (n >> 8) as u8, n as u8])
-            {
-                *d = b;
+            if n == 0 {
+                return chars;
             }
-            self.len += 3;
-            chars = tail;
+            // Digits are below 64; 0xFF (invalid or `=`) sets the high bits of `bad`.
+            let mut bad = 0u8;
+            for (q, d) in batch.chunks_exact(4).zip(dst.chunks_exact_mut(3)) {
+                let (&[a, b, c, e], [x, y, z]) = (q, d) else {
+                    continue;
+                };
+                let v = [digit(a), digit(b), digit(c), digit(e)];
+                bad |= v[0] | v[1] | v[2] | v[3];
+                let w = u32::from(v[0]) << 18
+                    | u32::from(v[1]) << 12
+                    | u32::from(v[2]) << 6
+                    | u32::from(v[3]);
+                // Truncations keep exactly the decoded bytes.
+                (*x, *y, *z) = ((w >> 16) as u8, (w >> 8) as u8, w as u8);
+            }
+            if bad & 0xC0 != 0 {
+                return chars;
+            }
+            self.len += n * 3;
+            chars = chars.get(n * 4..).unwrap_or_default();
             if self.len == BLOCK {
                 self.flush();
                 if self.claims.settled() {
-                    break;
+                    return chars;
                 }
             }
         }
-        chars
     }
 
     /// One character; `false` once decoding should stop (failed, or the claims are read).
@@ -278,12 +287,21 @@ impl Claims {
 
     fn feed(&mut self, mut chunk: &[u8]) {
         while !self.settled() {
-            if self.in_string && !self.escape && !self.capturing_key {
-                // Jump over string contents to the next quote or backslash.
-                let Some(i) = memchr2(b'"', b'\\', chunk) else {
+            if self.in_string && !self.escape {
+                // Jump over string contents to the next quote or backslash, keeping what a
+                // key holds (only its first 3 bytes and its length matter).
+                let end = memchr2(b'"', b'\\', chunk);
+                let (text, rest) = chunk.split_at(end.unwrap_or(chunk.len()));
+                if self.capturing_key {
+                    for (slot, &b) in self.key.iter_mut().skip(self.key_len).zip(text) {
+                        *slot = b;
+                    }
+                    self.key_len = self.key_len.saturating_add(text.len());
+                }
+                if end.is_none() {
                     return;
-                };
-                chunk = chunk.get(i..).unwrap_or_default();
+                }
+                chunk = rest;
             }
             let Some((&b, rest)) = chunk.split_first() else {
                 return;

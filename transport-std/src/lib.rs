@@ -32,7 +32,8 @@ use std::time::Duration;
 pub use tessera_core as core;
 use tessera_core::session::{Cause, Completion, Config, Failure, Poll, Session, Ticket};
 use tessera_core::{
-    Clock, Credentials, ErrorKind, Grant, Instant, Provider, Shogun, TokenId, TokenInfo,
+    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, Shogun, TokenId, TokenInfo,
+    DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
 };
 use ureq::http;
 use zeroize::Zeroize;
@@ -215,18 +216,32 @@ impl std::error::Error for Error {
 }
 
 /// A bearer token handed out by [`Client::token`]. Its `Debug` hides the value, and the
-/// value is wiped from memory when it is dropped.
+/// value is wiped from memory when the last copy is dropped.
+///
+/// Cheap to clone: every caller handed the same token shares one copy of it (so the hot path,
+/// a cached token, allocates nothing).
 #[derive(Clone)]
 pub struct Token {
-    value: String,
+    shared: Arc<Shared>,
     id: TokenId,
+}
+
+/// One token's value and scopes, shared by every [`Token`] handed out for it.
+struct Shared {
+    value: String,
     scopes: Vec<String>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.value.zeroize();
+    }
 }
 
 impl Token {
     /// The token, for `Authorization: Bearer <token>`.
     pub fn as_str(&self) -> &str {
-        &self.value
+        &self.shared.value
     }
 
     /// Which token this is, for [`Client::reject`].
@@ -236,26 +251,22 @@ impl Token {
 
     /// Whether the grant carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.shared.scopes.iter().any(|s| s == scope)
     }
 
     /// The granted scopes.
     pub fn scopes(&self) -> &[String] {
-        &self.scopes
+        &self.shared.scopes
     }
 
     fn from_grant(grant: &Grant, id: TokenId) -> Self {
         Token {
-            value: grant.access_token().to_owned(),
+            shared: Arc::new(Shared {
+                value: grant.access_token().to_owned(),
+                scopes: grant.scopes().iter().map(str::to_owned).collect(),
+            }),
             id,
-            scopes: grant.scopes().iter().map(str::to_owned).collect(),
         }
-    }
-}
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        self.value.zeroize();
     }
 }
 
@@ -264,10 +275,10 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field(
                 "value",
-                &format_args!("<redacted {} bytes>", self.value.len()),
+                &format_args!("<redacted {} bytes>", self.shared.value.len()),
             )
             .field("id", &self.id)
-            .field("scopes", &self.scopes)
+            .field("scopes", &self.shared.scopes)
             .finish()
     }
 }
@@ -285,6 +296,9 @@ pub struct ApiResponse {
 
 struct Inner<P> {
     session: Mutex<Session<P>>,
+    /// The last token handed out, shared with the next caller that gets the same one.
+    /// Locked only while `session` is held.
+    handed_out: Mutex<Option<Token>>,
     /// Signalled whenever a fetch completes or the credentials change.
     changed: Condvar,
     agent: ureq::Agent,
@@ -350,6 +364,7 @@ impl<P: Provider + Send + 'static> Client<P> {
         Client {
             inner: Arc::new(Inner {
                 session: Mutex::new(session),
+                handed_out: Mutex::new(None),
                 changed: Condvar::new(),
                 agent,
                 clock,
@@ -372,9 +387,9 @@ impl<P: Provider + Send + 'static> Client<P> {
         loop {
             let now = self.inner.clock.now();
             match session.poll(now) {
-                Poll::Ready(bearer) => return Ok(Token::from_grant(bearer.grant(), bearer.id())),
+                Poll::Ready(bearer) => return Ok(self.hand_out(bearer)),
                 Poll::Refresh(bearer, ticket) => {
-                    let token = Token::from_grant(bearer.grant(), bearer.id());
+                    let token = self.hand_out(bearer);
                     drop(session);
                     if self.inner.options.refresh_in_background {
                         debug!("tessera: refreshing the token in the background");
@@ -404,6 +419,26 @@ impl<P: Provider + Send + 'static> Client<P> {
                     return Err(Self::token_error(&session, retry_in));
                 }
                 Poll::Failed(_) => return Err(Self::token_error(&session, None)),
+            }
+        }
+    }
+
+    /// The [`Token`] for `bearer`: the copy already handed out when it is the same token.
+    fn hand_out(
+        &self,
+        bearer: Bearer<'_, DEFAULT_TOKEN_CAPACITY, DEFAULT_REFRESH_CAPACITY>,
+    ) -> Token {
+        let mut last = self
+            .inner
+            .handed_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some(t) if t.id == bearer.id() => t.clone(),
+            _ => {
+                let t = Token::from_grant(bearer.grant(), bearer.id());
+                *last = Some(t.clone());
+                t
             }
         }
     }
@@ -579,7 +614,21 @@ impl<P: Provider + Send + 'static> Client<P> {
     /// Reports `token` rejected by a downstream API: it is dropped if it is still the cached
     /// one, so the next [`Client::token`] fetches a new one. Returns whether it was dropped.
     pub fn reject(&self, token: &Token) -> bool {
-        self.lock().reject(token.id())
+        let mut session = self.lock();
+        self.forget(token.id());
+        session.reject(token.id())
+    }
+
+    /// Drops the client's shared copy of token `id` (callers' copies live on until dropped).
+    fn forget(&self, id: TokenId) {
+        let mut last = self
+            .inner
+            .handed_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.as_ref().is_some_and(|t| t.id == id) {
+            *last = None;
+        }
     }
 
     /// Asks Shogun's validate endpoint about the current token. A 401 there means the token

@@ -190,3 +190,16 @@ fn logs_at_trace_level_never_hold_the_secret_or_a_token() {
     }
     scenarios::audit();
 }
+
+#[test]
+fn callers_of_a_cached_token_share_one_copy() {
+    let sb = Sandbox::start().unwrap();
+    let c = Std.client(&sb, ProviderKind::OAuth2, CLIENT_SECRET);
+    let (a, b) = (c.client.token().unwrap(), c.client.token().unwrap());
+    assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy, shared");
+    assert!(c.client.reject(&a));
+    let fresh = c.client.token().unwrap();
+    assert_ne!(fresh.as_str(), a.as_str(), "a new token after the rejection");
+    // Copies already handed out stay valid for their holders.
+    assert_eq!(a.as_str(), b.as_str());
+}

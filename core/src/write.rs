@@ -23,12 +23,19 @@ impl<'b> Out<'b> {
     /// Appends bytes, or only counts them once the buffer is full.
     pub fn bytes(&mut self, s: &[u8]) {
         self.needed = self.needed.saturating_add(s.len());
-        if self.needed <= self.buf.len() {
-            if let Some(dst) = self.buf.get_mut(self.len..self.needed) {
-                // A zip, not `copy_from_slice`: the lengths are equal, but the optimiser
-                // cannot prove it, and `copy_from_slice` would keep a panic path.
-                dst.iter_mut().zip(s).for_each(|(d, b)| *d = *b);
-                self.len = self.needed;
+        if self.needed > self.buf.len() {
+            return;
+        }
+        // `len..len + s.len()` exactly, so the optimiser sees equal lengths and
+        // `copy_from_slice` (a memcpy) keeps no panic path; `scripts/footprint` links the
+        // firmware with an undefined panic handler to prove it.
+        let Some(end) = self.len.checked_add(s.len()) else {
+            return;
+        };
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            if dst.len() == s.len() {
+                dst.copy_from_slice(s);
+                self.len = end;
             }
         }
     }
@@ -65,10 +72,7 @@ impl<'b> Out<'b> {
 pub fn json_string(out: &mut Out<'_>, s: &str) {
     out.byte(b'"');
     let mut rest = s.as_bytes();
-    while let Some(i) = rest
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(i) = first_special(rest) {
         let (run, tail) = rest.split_at_checked(i).unwrap_or((rest, &[]));
         out.bytes(run);
         let Some((&b, tail)) = tail.split_first() else {
@@ -92,6 +96,22 @@ pub fn json_string(out: &mut Out<'_>, s: &str) {
     }
     out.bytes(rest);
     out.byte(b'"');
+}
+
+/// Where the first byte a JSON string must escape is: 16-byte blocks are tested whole with
+/// no early exit inside one (so they vectorise), and only the block holding one is searched.
+fn first_special(s: &[u8]) -> Option<usize> {
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut clean = 0;
+    let mut blocks = s.chunks_exact(16);
+    for block in blocks.by_ref() {
+        if block.iter().fold(false, |found, &b| found | special(b)) {
+            break;
+        }
+        clean += 16;
+    }
+    let i = s.get(clean..)?.iter().position(|&b| special(b))?;
+    Some(clean + i)
 }
 
 /// The uppercase hex digit of the low nibble of `n`.

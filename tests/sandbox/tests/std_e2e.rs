@@ -199,7 +199,11 @@ fn callers_of_a_cached_token_share_one_copy() {
     assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy, shared");
     assert!(c.client.reject(&a));
     let fresh = c.client.token().unwrap();
-    assert_ne!(fresh.as_str(), a.as_str(), "a new token after the rejection");
+    assert_ne!(
+        fresh.as_str(),
+        a.as_str(),
+        "a new token after the rejection"
+    );
     // Copies already handed out stay valid for their holders.
     assert_eq!(a.as_str(), b.as_str());
 }

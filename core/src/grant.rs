@@ -404,7 +404,8 @@ impl<const TOKEN: usize, const REFRESH: usize> Grant<TOKEN, REFRESH> {
     }
 
     /// The refresh token (APIMW), kept and exposed; Tessera never calls a refresh endpoint
-    /// because none is documented.
+    /// because none is documented. An empty one (`"refresh_token": ""`) is no refresh token:
+    /// `None`, as when the field is absent or `null`.
     pub fn refresh_token(&self) -> Option<&str> {
         (!self.refresh_token.is_empty()).then_some(self.refresh_token.as_str())
     }
@@ -592,6 +593,21 @@ mod tests {
                 capacity: SCOPE_CAPACITY
             })
         );
+    }
+
+    #[test]
+    fn an_empty_refresh_token_is_none() {
+        use crate::{Apimw, Provider};
+        let apimw = Apimw::new();
+        let mut g: Grant = Grant::new();
+        for (refresh, want) in [(r#""rt_1""#, Some("rt_1")), (r#""""#, None), ("null", None)] {
+            let body = std::format!(
+                r#"{{"success":true,"data":{{"access_token":"t","expires_in":60,"refresh_token":{refresh}}}}}"#
+            );
+            g.store(&apimw.parse_token(200, body.as_bytes()).unwrap())
+                .unwrap();
+            assert_eq!(g.refresh_token(), want, "{refresh}");
+        }
     }
 
     #[test]

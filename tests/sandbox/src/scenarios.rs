@@ -225,6 +225,23 @@ pub fn shogun_validate(h: &impl Harness) {
     assert_eq!(sb.count(Endpoint::Validate), 3);
 }
 
+/// The captured logs record what happened: a refused fetch, a request, a stored token. So
+/// the audit after every scenario reads real lines, not an empty capture.
+pub fn logs_record_what_happened(h: &impl Harness) {
+    invalid_credentials_are_not_retried(h);
+    let lines = logs();
+    for expected in [
+        "token fetch failed",
+        "token request POST",
+        "new token stored",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(expected)),
+            "no {expected:?} line captured"
+        );
+    }
+}
+
 /// Refused credentials: one request however long callers keep asking; new ones work.
 pub fn invalid_credentials_are_not_retried(h: &impl Harness) {
     let sb = Sandbox::start().unwrap();
@@ -496,7 +513,8 @@ macro_rules! scenario_tests {
             a_401_refetches_once_and_retries_once, shogun_validate,
             invalid_credentials_are_not_retried, lockout_is_backed_off,
             many_callers_one_request, every_fault_is_typed_then_recovers,
-            a_failed_refresh_keeps_the_cached_token, lifetime_edges);
+            a_failed_refresh_keeps_the_cached_token, lifetime_edges,
+            logs_record_what_happened);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -7,7 +7,8 @@
 //!
 //! What "correct" means is checked against independent oracles where one exists:
 //! `serde_json` for JSON, the `base64` crate for JWT payloads and Basic credentials,
-//! `form_urlencoded` for form bodies, and a calendar formatter written here for ISO 8601.
+//! `form_urlencoded` for form bodies, and `tessera_vectors::civil_from_days` (written
+//! independently of tessera-core's reader) for ISO 8601.
 //! Where tessera-core is deliberately stricter than an oracle, the check says so.
 
 use base64::Engine as _;
@@ -205,25 +206,10 @@ pub fn validate_response(data: &[u8]) {
     }
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm), written here
-/// independently of tessera-core's reader.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_utc(t: i64) -> String {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = tessera_vectors::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,

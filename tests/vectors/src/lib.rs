@@ -315,3 +315,25 @@ fn same(got: Option<JsonStr<'_>>, want: Option<&str>) -> bool {
 pub const fn malformed(field: Option<&'static str>, problem: Problem) -> Error {
     Error::Malformed { field, problem }
 }
+
+/// Days since 1970-01-01 to a civil date `(year, month, day)` (H. Hinnant's algorithm):
+/// the calendar the sandbox writes Shogun's timestamps with and the fuzz checks compare
+/// tessera-core's ISO 8601 reader against, written independently of that reader.
+///
+/// ```
+/// assert_eq!(tessera_vectors::civil_from_days(0), (1970, 1, 1));
+/// assert_eq!(tessera_vectors::civil_from_days(-1), (1969, 12, 31));
+/// assert_eq!(tessera_vectors::civil_from_days(11_016), (2000, 2, 29));
+/// ```
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}

@@ -9,7 +9,8 @@ use tessera_core::{Config, Credentials, Instant, OAuth2, Poll, Session};
 fn poll(c: &mut Criterion) {
     let body = include_bytes!("../../tests/vectors/fixtures/oauth2-token-200-rs256.json");
     let creds = Credentials::new("client", "secret").unwrap();
-    let mut s: Session<OAuth2> = Session::new(OAuth2::new("https://idp"), creds, Config::default());
+    let mut s: Session<OAuth2> =
+        Session::new(OAuth2::new("https://idp"), creds, Config::default(), 1);
     let t0 = Instant::from_millis(1_000);
     let Poll::Fetch(ticket) = s.poll(t0) else {
         panic!("a new session fetches")

@@ -6,7 +6,9 @@
 
 use core::fmt;
 
+use crate::credentials::Credentials;
 use crate::json::{JsonStr, Problem};
+use crate::redact::scrub;
 
 /// What went wrong with a token request or response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +31,10 @@ pub enum Error {
         /// What was wrong.
         problem: Problem,
     },
+    /// The URL would carry a secret in plaintext off the machine (`http://` to a host that
+    /// is not loopback) and the application did not opt in; refused before any connection.
+    /// See [`check_url`](crate::transport::check_url).
+    Insecure,
     /// A value did not fit its fixed-capacity buffer. Nothing was written.
     Capacity {
         /// Which field or buffer.
@@ -60,6 +66,8 @@ pub enum ErrorKind {
     TokenInvalid,
     /// The network failed (used by the transports).
     Transport,
+    /// A secret would have gone out in plaintext: fix the URL (or opt in for a LAN sandbox).
+    Insecure,
 }
 
 impl ErrorKind {
@@ -74,6 +82,7 @@ impl ErrorKind {
             ErrorKind::Capacity => "capacity",
             ErrorKind::TokenInvalid => "token_invalid",
             ErrorKind::Transport => "transport",
+            ErrorKind::Insecure => "insecure",
         }
     }
 
@@ -103,6 +112,7 @@ impl Error {
             Error::TokenInvalid => ErrorKind::TokenInvalid,
             Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Capacity { .. } => ErrorKind::Capacity,
+            Error::Insecure => ErrorKind::Insecure,
         }
     }
 
@@ -122,6 +132,9 @@ impl fmt::Display for Error {
             Error::ServerError => f.write_str("server error"),
             Error::Rejected => f.write_str("rejected"),
             Error::TokenInvalid => f.write_str("token invalid or expired"),
+            Error::Insecure => f.write_str(
+                "refused: the URL would send a secret in plaintext (use https://, or opt in to insecure http for a LAN sandbox)",
+            ),
             Error::Malformed {
                 field: Some(field),
                 problem,
@@ -289,6 +302,26 @@ impl Detail {
     /// Setu's `traceID`.
     pub fn trace_id(&self) -> Option<&str> {
         non_empty(&self.trace_id)
+    }
+
+    /// Replaces the secret of `credentials`, raw or in any encoding a token request carries
+    /// it in, with `<redacted>` in the code, message and trace id: a provider that echoes
+    /// the request back does not get the secret stored or shown. Whether any was found.
+    /// [`Session`](crate::Session) does this to every failure it keeps.
+    ///
+    /// ```
+    /// use tessera_core::{Credentials, Detail};
+    /// # let mut detail = Detail::default();
+    /// let creds = Credentials::new("terminal-7", "s3cr3t").unwrap();
+    /// // ... `detail` from a provider's error that echoed `client_secret=s3cr3t` ...
+    /// detail.redact(&creds);
+    /// assert!(!format!("{detail:?}").contains("s3cr3t"));
+    /// ```
+    pub fn redact(&mut self, credentials: &Credentials) -> bool {
+        let code = scrub(&mut self.code, credentials);
+        let message = scrub(&mut self.message, credentials);
+        let trace = scrub(&mut self.trace_id, credentials);
+        code | message | trace
     }
 }
 

@@ -567,6 +567,9 @@ impl<'a> Cursor<'a> {
             Problem::Type => Problem::Syntax,
             p => p,
         })?;
+        if has_control(key.raw()) {
+            return Err(Problem::Encoding);
+        }
         self.expect(b':')?;
         Ok(key)
     }
@@ -602,7 +605,10 @@ impl<'a> Cursor<'a> {
                     }
                 }
                 Kind::String => {
-                    self.string()?;
+                    // Skipped or kept, a string with a raw control character is not JSON.
+                    if has_control(self.string()?.raw()) {
+                        return Err(Problem::Encoding);
+                    }
                 }
                 Kind::Number => {
                     self.number()?;

@@ -44,10 +44,12 @@ mod grant;
 pub mod json;
 pub mod jwt;
 mod provider;
+mod redact;
 mod request;
 pub mod session;
 mod time;
 pub mod timestamp;
+pub mod transport;
 mod write;
 
 pub use credentials::{Credentials, CLIENT_ID_CAPACITY, SECRET_CAPACITY};
@@ -66,6 +68,7 @@ pub use provider::{
     UnknownProvider, APIMW_BASE_URL, SETU_PRODUCTION_URL, SETU_SANDBOX_URL, SHOGUN_BASE_URL,
     STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
 };
-pub use request::{bearer_header, Method, Request, Url, FORM, JSON};
-pub use session::{Bearer, Config, Poll, Session, Ticket, TokenId};
+pub use request::{bearer_header, Headers, Method, Request, Url, FORM, JSON};
+pub use session::{Bearer, Config, Poll, Session, Step, Ticket, TokenId};
 pub use time::{Clock, Instant};
+pub use transport::{Stage, TransportError};

@@ -104,6 +104,56 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Request<'a> {
+    /// Every header the request carries, in order: `Accept: application/json`, then
+    /// `Content-Type` when there is a body, then `Authorization` when given. Transports send
+    /// exactly these.
+    pub fn headers(&self) -> Headers<'a> {
+        Headers {
+            items: [
+                Some(("Accept", JSON)),
+                self.content_type.map(|ct| ("Content-Type", ct)),
+                self.authorization.map(|a| ("Authorization", a)),
+            ],
+            next: 0,
+        }
+    }
+
+    /// Whether the request may be sent: see [`check_url`](crate::transport::check_url).
+    pub fn check_security(&self, allow_insecure_http: bool) -> Result<(), Error> {
+        crate::transport::check_url(self.url.base, allow_insecure_http)
+    }
+}
+
+/// The headers of a [`Request`], as `(name, value)` pairs. `Debug` hides the
+/// `Authorization` value.
+#[derive(Clone)]
+pub struct Headers<'a> {
+    items: [Option<(&'static str, &'a str)>; 3],
+    next: usize,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'static str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some(slot) = self.items.get(self.next) {
+            self.next += 1;
+            if let Some(item) = slot {
+                return Some(*item);
+            }
+        }
+        None
+    }
+}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = self.items.iter().flatten().map(|(name, _)| *name);
+        f.debug_list().entries(names).finish()
+    }
+}
+
 impl fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")

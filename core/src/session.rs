@@ -26,7 +26,7 @@
 //!
 //! let idp = OAuth2::new("https://idp.example/oauth2/token");
 //! let creds = Credentials::new("terminal-7", "s3cr3t").unwrap();
-//! let mut session: Session<_> = Session::new(idp, creds, Config::default());
+//! let mut session: Session<_> = Session::new(idp, creds, Config::default(), 0x5eed);
 //! let mut now = Instant::ZERO;
 //!
 //! let token = loop {
@@ -59,6 +59,7 @@ use crate::json::Problem;
 use crate::provider::Provider;
 use crate::request::Request;
 use crate::time::{millis, Instant};
+use crate::transport::TransportError;
 
 /// Lifecycle settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,9 +78,14 @@ pub struct Config {
     pub backoff_base: Duration,
     /// Longest backoff. Default 5 min.
     pub backoff_cap: Duration,
-    /// Seed of the jitter generator. Give each device its own (a hardware RNG, a serial
-    /// number) so a fleet that failed together does not retry together.
-    pub jitter_seed: u64,
+    /// Longest wait a `Retry-After` header can impose. Default 10 min: long enough to sit
+    /// out a provider's lockout (Shogun's "temporarily locked"), short enough that one
+    /// wrong or hostile header (`Retry-After: 999999999`) cannot park a terminal for days.
+    pub retry_after_cap: Duration,
+    /// Allow `http://` to a host that is not loopback, so the secret and tokens cross the
+    /// network in plaintext. Only for a sandbox on a LAN you control; default `false`.
+    /// See [`check_url`](crate::transport::check_url).
+    pub allow_insecure_http: bool,
 }
 
 impl Default for Config {
@@ -90,7 +96,8 @@ impl Default for Config {
             fetch_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
-            jitter_seed: 0x7e55_e4a0_0000_0001,
+            retry_after_cap: Duration::from_secs(600),
+            allow_insecure_http: false,
         }
     }
 }
@@ -103,11 +110,12 @@ impl Default for Config {
 pub enum Cause {
     /// The provider answered with an error (or an unusable grant).
     Response(ErrorReport),
-    /// The network failed: connect, TLS, reset, a body that never completed.
-    Transport,
-    /// No response within [`Config::fetch_timeout`]; the fetch was abandoned.
-    Timeout,
-    /// The request could not be built (e.g. a buffer too small): the error says which.
+    /// The network failed, classified by stage (dns, connect, tls, timeout, protocol, io).
+    /// A fetch with no answer within [`Config::fetch_timeout`] is abandoned as
+    /// [`TransportError::ABANDONED`].
+    Transport(TransportError),
+    /// The request could not be built (a buffer too small), or may not be sent
+    /// ([`Error::Insecure`]): the error says which.
     Local(Error),
 }
 
@@ -121,14 +129,29 @@ pub struct Failure {
     pub at: Instant,
 }
 
+impl Cause {
+    /// The group callers act on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Cause::Response(r) => r.kind(),
+            Cause::Transport(_) => ErrorKind::Transport,
+            Cause::Local(e) => e.kind(),
+        }
+    }
+
+    /// The classified network failure, when it was one.
+    pub fn transport(&self) -> Option<TransportError> {
+        match self {
+            Cause::Transport(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
 impl Failure {
     /// The group callers act on.
     pub fn kind(&self) -> ErrorKind {
-        match &self.cause {
-            Cause::Response(r) => r.kind(),
-            Cause::Transport | Cause::Timeout => ErrorKind::Transport,
-            Cause::Local(e) => e.kind(),
-        }
+        self.cause.kind()
     }
 }
 
@@ -136,8 +159,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cause {
             Cause::Response(r) => fmt::Display::fmt(r, f),
-            Cause::Transport => f.write_str("network error"),
-            Cause::Timeout => f.write_str("no response in time; fetch abandoned"),
+            Cause::Transport(e) => fmt::Display::fmt(e, f),
             Cause::Local(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -236,6 +258,20 @@ pub enum Poll<'s, const TOKEN: usize, const REFRESH: usize> {
     Failed(ErrorKind),
 }
 
+/// What a background refresher does now: [`Session::refresher_step`].
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Step {
+    /// Run this fetch (a first token, or a refresh), then ask again.
+    Fetch(Ticket),
+    /// Nothing to do until this instant (the refresh point, the end of a backoff, or of
+    /// another caller's fetch); sleep, and wake early if the credentials change.
+    Sleep(Instant),
+    /// The credentials were refused: nothing to do until they are replaced or a retry is
+    /// asked for. Sleep until then (a transport wakes its refresher on that change).
+    Park,
+}
+
 /// What [`Session::on_response`] and [`Session::on_failure`] did with a ticket.
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -246,6 +282,18 @@ pub enum Completion {
     Failed,
     /// The ticket was abandoned (timeout or new credentials) before it came back: ignored.
     Stale,
+}
+
+impl fmt::Display for Completion {
+    /// The line a transport logs when a fetch completes (with [`Session::failure`] after
+    /// it for `Failed`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Completion::Stored => "new token stored",
+            Completion::Failed => "token fetch failed",
+            Completion::Stale => "late answer to an abandoned fetch ignored",
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -305,12 +353,14 @@ pub struct Session<P, const TOKEN: usize = 2048, const REFRESH: usize = 1024> {
 }
 
 impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, REFRESH> {
-    /// A session with no token yet.
-    pub fn new(provider: P, credentials: Credentials, config: Config) -> Self {
+    /// A session with no token yet. `jitter_seed` seeds the backoff jitter: give each
+    /// device or process its own (a hardware RNG, a serial number, a random number) so a
+    /// fleet that failed together does not retry together.
+    pub fn new(provider: P, credentials: Credentials, config: Config, jitter_seed: u64) -> Self {
         Session {
             provider,
             credentials,
-            jitter: Jitter(config.jitter_seed),
+            jitter: Jitter(jitter_seed),
             config,
             grant: Grant::new(),
             cached: None,
@@ -349,12 +399,30 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
     }
 
     /// Builds the token request for `ticket` into `buf`.
+    ///
+    /// A request whose URL would carry the secret in plaintext off the machine is refused
+    /// with [`Error::Insecure`] (unless [`Config::allow_insecure_http`]); hand that back with
+    /// [`Session::on_failure`] as [`Cause::Local`], and nothing is sent.
     pub fn request<'a>(
         &'a self,
         _ticket: &Ticket,
         buf: &'a mut [u8],
     ) -> Result<Request<'a>, Error> {
-        self.provider.token_request(&self.credentials, buf)
+        let request = self.provider.token_request(&self.credentials, buf)?;
+        request.check_security(self.config.allow_insecure_http)?;
+        Ok(request)
+    }
+
+    /// What a background refresher does now: fetch (it holds the ticket), sleep until an
+    /// instant, or park until the credentials change or [`Session::retry`] is called (after
+    /// a refusal). Both transports' refreshers are this loop.
+    pub fn refresher_step(&mut self, now: Instant) -> Step {
+        match self.poll(now) {
+            Poll::Ready(bearer) => Step::Sleep(bearer.refresh_at()),
+            Poll::Refresh(_, ticket) | Poll::Fetch(ticket) => Step::Fetch(ticket),
+            Poll::Wait(until) | Poll::Backoff { until, .. } => Step::Sleep(until),
+            Poll::Failed(_) => Step::Park,
+        }
     }
 
     /// Hands back `ticket` with the provider's response. `now` is when it arrived; the
@@ -510,7 +578,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         if let Some(f) = self.fetch {
             if now >= f.sent.saturating_add(self.config.fetch_timeout) {
                 self.fetch = None;
-                self.fail(now, Cause::Timeout, None);
+                self.fail(now, Cause::Transport(TransportError::ABANDONED), None);
             }
         }
     }
@@ -538,9 +606,17 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         }
     }
 
-    fn fail(&mut self, now: Instant, cause: Cause, retry_after: Option<Duration>) {
-        self.sticky =
-            matches!(&cause, Cause::Response(r) if r.kind() == ErrorKind::InvalidCredentials);
+    fn fail(&mut self, now: Instant, mut cause: Cause, retry_after: Option<Duration>) {
+        if let Cause::Response(report) = &mut cause {
+            // A provider may echo the request, secret included, in its error text.
+            report.detail.redact(&self.credentials);
+        }
+        // Retrying cannot help refused credentials (and may lock the account) nor a URL
+        // that may not carry the secret.
+        self.sticky = matches!(
+            cause.kind(),
+            ErrorKind::InvalidCredentials | ErrorKind::Insecure
+        );
         if !self.sticky {
             let base = millis(self.config.backoff_base);
             let cap = millis(self.config.backoff_cap).max(base);
@@ -550,7 +626,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             let delay = self
                 .jitter
                 .between(base.min(step), step)
-                .max(retry_after.map_or(0, millis));
+                .max(retry_after.map_or(0, |d| millis(d).min(millis(self.config.retry_after_cap))));
             self.attempts = self.attempts.saturating_add(1);
             self.backoff_until = Some(now.saturating_add_millis(delay));
         }

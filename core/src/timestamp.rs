@@ -83,6 +83,49 @@ pub fn parse(s: &str) -> Result<i64, Problem> {
     Ok(days * 86_400 + i64::from(secs))
 }
 
+/// Parses an HTTP date (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) into Unix
+/// seconds, as a `Retry-After` header may carry. The obsolete RFC 850 and asctime forms are
+/// refused (servers must not send them).
+///
+/// ```
+/// use tessera_core::timestamp::parse_http_date;
+/// assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Ok(784_111_777));
+/// assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_err());
+/// ```
+pub fn parse_http_date(s: &str) -> Result<i64, Problem> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let b = s.as_bytes();
+    // "Sun, " then the date: 29 bytes in all.
+    if b.len() != 29 || b.get(3..5) != Some(b", ") || b.get(25..) != Some(b" GMT") {
+        return Err(Problem::Syntax);
+    }
+    let mut p = Parser { b, i: 5 };
+    let day = p.num(2)?;
+    p.lit(b' ')?;
+    let month = b
+        .get(8..11)
+        .and_then(|m| MONTHS.iter().position(|want| want.as_slice() == m))
+        .ok_or(Problem::Syntax)?;
+    p.i = 11;
+    p.lit(b' ')?;
+    let year = p.num(4)?;
+    p.lit(b' ')?;
+    let hour = p.num(2)?;
+    p.lit(b':')?;
+    let minute = p.num(2)?;
+    p.lit(b':')?;
+    let second = p.num(2)?;
+    let month = i32::try_from(month).map_err(|_| Problem::Range)? + 1;
+    if day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+        return Err(Problem::Range);
+    }
+    let days = i64::from(days_from_civil(year, month, day));
+    Ok(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,

@@ -71,31 +71,32 @@ impl<'b> Out<'b> {
 /// as UTF-8, which RFC 8259 allows.
 pub fn json_string(out: &mut Out<'_>, s: &str) {
     out.byte(b'"');
+    json_escape(out, s);
+    out.byte(b'"');
+}
+
+/// Writes the inside of [`json_string`]: `s` escaped, without the quotes.
+pub fn json_escape(out: &mut impl ByteSink, s: &str) {
     let mut rest = s.as_bytes();
     while let Some(i) = first_special(rest) {
         let (run, tail) = rest.split_at_checked(i).unwrap_or((rest, &[]));
-        out.bytes(run);
+        out.put(run);
         let Some((&b, tail)) = tail.split_first() else {
             break;
         };
         match b {
-            b'"' => out.bytes(b"\\\""),
-            b'\\' => out.bytes(b"\\\\"),
-            b'\n' => out.bytes(b"\\n"),
-            b'\r' => out.bytes(b"\\r"),
-            b'\t' => out.bytes(b"\\t"),
-            0x08 => out.bytes(b"\\b"),
-            0x0c => out.bytes(b"\\f"),
-            _ => {
-                out.bytes(b"\\u00");
-                out.byte(hex(b >> 4));
-                out.byte(hex(b));
-            }
+            b'"' => out.put(b"\\\""),
+            b'\\' => out.put(b"\\\\"),
+            b'\n' => out.put(b"\\n"),
+            b'\r' => out.put(b"\\r"),
+            b'\t' => out.put(b"\\t"),
+            0x08 => out.put(b"\\b"),
+            0x0c => out.put(b"\\f"),
+            _ => out.put(&[b'\\', b'u', b'0', b'0', hex(b >> 4), hex(b)]),
         }
         rest = tail;
     }
-    out.bytes(rest);
-    out.byte(b'"');
+    out.put(rest);
 }
 
 /// Where the first byte a JSON string must escape is: 16-byte blocks are tested whole with
@@ -158,9 +159,9 @@ impl ByteSink for Out<'_> {
     }
 }
 
-/// A streaming standard-alphabet base64 encoder (with padding) in front of an [`Out`].
-pub struct Base64<'o, 'b> {
-    out: &'o mut Out<'b>,
+/// A streaming standard-alphabet base64 encoder (with padding) in front of any sink.
+pub struct Base64<'o, S: ByteSink> {
+    out: &'o mut S,
     pending: [u8; 3],
     n: usize,
 }
@@ -176,9 +177,9 @@ const fn b64(n: u8) -> u8 {
     }
 }
 
-impl<'o, 'b> Base64<'o, 'b> {
+impl<'o, S: ByteSink> Base64<'o, S> {
     /// An encoder writing to `out`.
-    pub fn new(out: &'o mut Out<'b>) -> Self {
+    pub fn new(out: &'o mut S) -> Self {
         Base64 {
             out,
             pending: [0; 3],
@@ -194,10 +195,13 @@ impl<'o, 'b> Base64<'o, 'b> {
             (b & 0x0f) << 2 | c >> 6,
             c & 0x3f,
         ];
-        for (i, s) in sextets.iter().enumerate() {
-            let ch = if i <= n { b64(*s) } else { b'=' };
-            self.out.byte(ch);
+        let mut quad = [b'='; 4];
+        for ((i, s), ch) in sextets.iter().enumerate().zip(quad.iter_mut()) {
+            if i <= n {
+                *ch = b64(*s);
+            }
         }
+        self.out.put(&quad);
         self.pending = [0; 3];
         self.n = 0;
     }
@@ -210,7 +214,7 @@ impl<'o, 'b> Base64<'o, 'b> {
     }
 }
 
-impl ByteSink for Base64<'_, '_> {
+impl<S: ByteSink> ByteSink for Base64<'_, S> {
     fn put(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if let Some(slot) = self.pending.get_mut(self.n) {

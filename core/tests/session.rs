@@ -3,7 +3,9 @@
 use core::time::Duration;
 
 use tessera_core::session::{Cause, Completion, Config, Poll, Session, Ticket};
-use tessera_core::{Credentials, Error, ErrorKind, Instant, OAuth2, Problem, Setu};
+use tessera_core::{
+    Credentials, Error, ErrorKind, Instant, OAuth2, Problem, Setu, Stage, TransportError,
+};
 
 type S = Session<OAuth2<'static>>;
 
@@ -14,10 +16,15 @@ fn at(ms: u64) -> Instant {
 }
 
 fn session(config: Config) -> S {
+    seeded(config, 1)
+}
+
+fn seeded(config: Config, seed: u64) -> S {
     Session::new(
-        OAuth2::new("http://idp/token"),
-        Credentials::new("id", "secret").unwrap(),
+        OAuth2::new("https://idp/token"),
+        Credentials::new("id", "s3cr3t-7f2a9").unwrap(),
         config,
+        seed,
     )
 }
 
@@ -181,7 +188,11 @@ fn a_token_is_never_served_past_its_expiry() {
             Poll::Refresh(b, t) => {
                 assert!(now < 1_000 + 595 * SEC);
                 assert_eq!(b.usable_until(), at(1_000 + 595 * SEC));
-                s.on_failure(t, at(now), Cause::Transport);
+                s.on_failure(
+                    t,
+                    at(now),
+                    Cause::Transport(TransportError::new(Stage::Io, "reset")),
+                );
             }
             Poll::Backoff { .. } | Poll::Fetch(_) => {
                 assert!(now >= 1_000 + 595 * SEC, "token dropped early at {now}");
@@ -227,7 +238,7 @@ fn an_unanswered_fetch_is_abandoned_and_its_late_answer_ignored() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(s.failure().unwrap().cause, Cause::Timeout));
+    assert!(s.failure().unwrap().cause == Cause::Transport(TransportError::ABANDONED));
     // The late answer is stale: not stored, no state change.
     assert_eq!(
         s.on_response(
@@ -256,10 +267,7 @@ fn backoff_grows_with_full_jitter_between_base_and_cap() {
         ..Config::default()
     };
     for seed in 0..200u64 {
-        let mut s = session(Config {
-            jitter_seed: seed,
-            ..cfg
-        });
+        let mut s = seeded(cfg, seed);
         let mut now = 0;
         for attempt in 0..12u32 {
             let t = fetch_ticket(&mut s, at(now));
@@ -282,10 +290,7 @@ fn jitter_spreads_a_fleet() {
     // 64 devices that failed together do not retry together.
     let mut delays = std::collections::BTreeSet::new();
     for seed in 0..64u64 {
-        let mut s = session(Config {
-            jitter_seed: seed * 7919,
-            ..Config::default()
-        });
+        let mut s = seeded(Config::default(), seed * 7919);
         for _ in 0..5 {
             let until = s.backoff_until().map_or(0, Instant::as_millis);
             let t = fetch_ticket(&mut s, at(until));
@@ -367,7 +372,11 @@ fn backoff_caps_and_survives_many_failures() {
     let mut now = 0;
     for _ in 0..200 {
         let t = fetch_ticket(&mut s, at(now));
-        s.on_failure(t, at(now), Cause::Transport);
+        s.on_failure(
+            t,
+            at(now),
+            Cause::Transport(TransportError::new(Stage::Io, "reset")),
+        );
         let delay = s.backoff_until().unwrap().as_millis() - now;
         assert!(delay <= 300 * SEC);
         now += delay;
@@ -412,6 +421,7 @@ fn an_explicit_retry_allows_exactly_one_attempt() {
         Setu::sandbox(),
         Credentials::new("c", "s").unwrap(),
         Config::default(),
+        1,
     );
     let Poll::Fetch(t) = s.poll(at(0)) else {
         panic!()
@@ -477,6 +487,7 @@ fn jwt_lifetime_shorter_than_expires_in_wins() {
         Setu::sandbox(),
         Credentials::new("c", "s").unwrap(),
         Config::default(),
+        1,
     );
     let Poll::Fetch(t) = s.poll(at(0)) else {
         panic!()
@@ -488,7 +499,11 @@ fn jwt_lifetime_shorter_than_expires_in_wins() {
     let Poll::Refresh(_, t) = s.poll(at(270 * SEC)) else {
         panic!()
     };
-    s.on_failure(t, at(270 * SEC), Cause::Transport);
+    s.on_failure(
+        t,
+        at(270 * SEC),
+        Cause::Transport(TransportError::new(Stage::Io, "reset")),
+    );
     assert!(s.grant(at(297_999)).is_some());
     assert!(s.grant(at(298 * SEC)).is_none());
 }
@@ -619,7 +634,11 @@ fn clock_values_near_the_u64_limit_do_not_overflow() {
     match s.poll(at(near + 2)) {
         Poll::Refresh(b, t) => {
             assert_eq!(b.token(), "t1");
-            s.on_failure(t, at(near + 2), Cause::Transport);
+            s.on_failure(
+                t,
+                at(near + 2),
+                Cause::Transport(TransportError::new(Stage::Io, "reset")),
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -629,7 +648,11 @@ fn clock_values_near_the_u64_limit_do_not_overflow() {
     for i in 0..70 {
         let when = s.backoff_until().unwrap_or(at(near));
         let t = fetch_ticket(&mut s, when);
-        s.on_failure(t, at(near + i), Cause::Transport);
+        s.on_failure(
+            t,
+            at(near + i),
+            Cause::Transport(TransportError::new(Stage::Io, "reset")),
+        );
         assert!(s.backoff_until().unwrap() >= at(near + i));
     }
     assert_eq!(s.backoff_until(), Some(Instant::MAX));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tessera_core::session::{Cause, Config, Poll, Session, Ticket};
-use tessera_core::{Credentials, Instant, OAuth2};
+use tessera_core::{Credentials, Instant, OAuth2, Stage, TransportError};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -72,14 +72,11 @@ const TIMEOUT_MS: u64 = 30_000;
 
 impl Run {
     fn new(seed: u64, start: u64) -> Self {
-        let config = Config {
-            jitter_seed: seed,
-            ..Config::default()
-        };
         let s = Session::new(
-            OAuth2::new("http://idp/t"),
+            OAuth2::new("https://idp/t"),
             Credentials::new("id", "s").unwrap(),
-            config,
+            Config::default(),
+            seed,
         );
         Run {
             s,
@@ -158,7 +155,11 @@ impl Run {
                 self.s.on_response(t, now, status, retry_after, b"");
             }
             Answer::Network => {
-                self.s.on_failure(t, now, Cause::Transport);
+                self.s.on_failure(
+                    t,
+                    now,
+                    Cause::Transport(TransportError::new(Stage::Io, "reset")),
+                );
             }
         }
     }

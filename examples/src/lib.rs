@@ -90,7 +90,7 @@ pub fn failure_json(failure: &Failure) -> String {
     match &failure.cause {
         Cause::Response(r) => error_json(&r.error, Some(&r.detail)),
         Cause::Local(e) => error_json(e, None),
-        Cause::Transport | Cause::Timeout => error_parts(ErrorKind::Transport, None, None, None),
+        Cause::Transport(_) => error_parts(ErrorKind::Transport, None, None, None),
     }
 }
 

@@ -60,7 +60,8 @@ use reqwless::request::{Method as HttpMethod, RequestBuilder};
 pub use tessera_core as core;
 use tessera_core::session::{Cause, Config, Failure, Poll, Session, Ticket};
 use tessera_core::{
-    bearer_header, Clock, Credentials, ErrorKind, Instant, Method, Provider, TokenId,
+    bearer_header, Clock, Credentials, ErrorKind, Instant, Method, Provider, Stage, TokenId,
+    TransportError,
 };
 
 /// `embassy_time::Instant` as the core's monotonic clock.
@@ -120,7 +121,7 @@ impl ::core::error::Error for Error {}
 /// Client settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// The lifecycle's settings (its `jitter_seed` is replaced by one drawn from the RNG).
+    /// The lifecycle's settings (the jitter seed is drawn from the RNG).
     pub session: Config,
     /// Bound on each network exchange (connect, send, receive). Default 10 s.
     pub timeout: Duration,
@@ -376,15 +377,14 @@ where
         tcp: &'b T,
         dns: &'b D,
         buffers: Buffers<'b>,
-        mut settings: Settings,
+        settings: Settings,
         rng: &mut impl rand_core::RngCore,
         clock: C,
     ) -> Self {
-        settings.session.jitter_seed = rng.next_u64();
         Client {
             clock,
             state: Mutex::new(State {
-                session: Session::new(provider, credentials, settings.session),
+                session: Session::new(provider, credentials, settings.session, rng.next_u64()),
                 buffers,
                 url: heapless::String::new(),
                 #[cfg(feature = "tls")]
@@ -492,8 +492,12 @@ where
                     )
                     .await
                     .map_err(|f| match f {
-                        Fault::Network => Cause::Transport,
-                        Fault::Timeout => Cause::Timeout,
+                        Fault::Network => {
+                            Cause::Transport(TransportError::new(Stage::Io, "network error"))
+                        }
+                        Fault::Timeout => {
+                            Cause::Transport(TransportError::new(Stage::Timeout, "timed out"))
+                        }
                         Fault::TooLarge { capacity } => Cause::Local(Fault::too_large(capacity)),
                     })
                 }

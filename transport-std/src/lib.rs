@@ -32,8 +32,8 @@ use std::time::Duration;
 pub use tessera_core as core;
 use tessera_core::session::{Cause, Completion, Config, Failure, Poll, Session, Ticket};
 use tessera_core::{
-    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, Shogun, TokenId, TokenInfo,
-    DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
+    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, Shogun, Stage, TokenId,
+    TokenInfo, TransportError, DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
 };
 use ureq::http;
 use zeroize::Zeroize;
@@ -109,6 +109,9 @@ impl Clock for StdClock {
 pub struct Options {
     /// The token lifecycle's settings.
     pub session: Config,
+    /// Seed of the backoff jitter. The default is random per process, so hosts that failed
+    /// together do not retry together.
+    pub jitter_seed: u64,
     /// Connect timeout. Default 10 s.
     pub connect_timeout: Duration,
     /// Whole-request timeout (connect, send, receive). Default 30 s.
@@ -132,11 +135,9 @@ impl Default for Options {
             h.write_u64(std::process::id().into());
             h.finish()
         };
-        let session = Config {
-            jitter_seed: seed,
-            ..Config::default()
-        };
+        let session = Config::default();
         Options {
+            jitter_seed: seed,
             connect_timeout: Duration::from_secs(10),
             request_timeout: session.fetch_timeout,
             session,
@@ -360,7 +361,7 @@ impl<P: Provider + Send + 'static> Client<P> {
             .timeout_global(Some(options.request_timeout))
             .build()
             .into();
-        let session = Session::new(provider, credentials, options.session);
+        let session = Session::new(provider, credentials, options.session, options.jitter_seed);
         Client {
             inner: Arc::new(Inner {
                 session: Mutex::new(session),
@@ -445,7 +446,7 @@ impl<P: Provider + Send + 'static> Client<P> {
 
     fn token_error(session: &Session<P>, retry_in: Option<Duration>) -> Error {
         let failure = session.failure().cloned().unwrap_or(Failure {
-            cause: Cause::Transport,
+            cause: Cause::Transport(TransportError::ABANDONED),
             at: Instant::ZERO,
         });
         Error::Token {
@@ -497,7 +498,11 @@ impl<P: Provider + Send + 'static> Client<P> {
                         };
                         session.on_failure(ticket, now, Cause::Local(error))
                     }
-                    Err(FetchError::Network) => session.on_failure(ticket, now, Cause::Transport),
+                    Err(FetchError::Network) => session.on_failure(
+                        ticket,
+                        now,
+                        Cause::Transport(TransportError::new(Stage::Io, "network error")),
+                    ),
                 }
             }
         };

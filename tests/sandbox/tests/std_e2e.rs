@@ -18,7 +18,7 @@ fn options() -> Options {
         request_timeout: Duration::from_millis(500),
         refresh_in_background: false,
         session: Config {
-            jitter_seed: 7,
+            allow_insecure_http: false,
             ..Config::default()
         },
         ..Options::default()

@@ -5,7 +5,10 @@
 use core::time::Duration;
 
 use tessera_core::session::{Cause, Completion, Config, Poll, Session, Ticket};
-use tessera_core::{Credentials, ErrorKind, Instant, OAuth2, Setu};
+use tessera_core::{Credentials, ErrorKind, Instant, OAuth2, Setu, Stage, TransportError};
+
+/// A connection reset, the network failure the scenarios inject.
+const RESET: TransportError = TransportError::new(Stage::Io, "reset");
 
 type Small = Session<OAuth2<'static>, 512, 256>;
 
@@ -35,8 +38,17 @@ fn at(ms: u64) -> Instant {
 }
 
 fn session(config: Config) -> Result<Small, &'static str> {
+    seeded(config, 1)
+}
+
+fn seeded(config: Config, seed: u64) -> Result<Small, &'static str> {
     let creds = Credentials::new("id", "secret").map_err(|_| "credentials")?;
-    Ok(Session::new(OAuth2::new("http://idp/token"), creds, config))
+    Ok(Session::new(
+        OAuth2::new("https://idp/token"),
+        creds,
+        config,
+        seed,
+    ))
 }
 
 fn margin_60() -> Config {
@@ -182,11 +194,11 @@ fn never_served_after_expiry() -> Result<(), &'static str> {
             Poll::Ready(_) => ensure!(now < 598 * SEC, "served after expiry"),
             Poll::Refresh(_, t) => {
                 ensure!(now < 598 * SEC, "served after expiry");
-                s.on_failure(t, at(now), Cause::Transport);
+                s.on_failure(t, at(now), Cause::Transport(RESET));
             }
             Poll::Fetch(t) => {
                 ensure!(now >= 598 * SEC, "dropped before expiry");
-                s.on_failure(t, at(now), Cause::Transport);
+                s.on_failure(t, at(now), Cause::Transport(RESET));
             }
             Poll::Backoff { .. } => ensure!(now >= 598 * SEC, "no token before expiry"),
             _ => return Err("unexpected poll"),
@@ -251,10 +263,7 @@ fn backoff_bounds() -> Result<(), &'static str> {
         ..Config::default()
     };
     for seed in 0..16 {
-        let mut s = session(Config {
-            jitter_seed: seed,
-            ..base
-        })?;
+        let mut s = seeded(base, seed)?;
         let mut now = 0;
         for attempt in 0..10u32 {
             let t = fetch(&mut s, now)?;
@@ -334,7 +343,7 @@ fn burst_of_401s() -> Result<(), &'static str> {
 fn jwt_shorter_than_expires_in() -> Result<(), &'static str> {
     let creds = Credentials::new("c", "s").map_err(|_| "credentials")?;
     let mut s: Session<Setu<'static>, 2048, 64> =
-        Session::new(Setu::sandbox(), creds, Config::default());
+        Session::new(Setu::sandbox(), creds, Config::default(), 1);
     let Poll::Fetch(t) = s.poll(at(0)) else {
         return Err("no fetch");
     };
@@ -351,7 +360,7 @@ fn jwt_shorter_than_expires_in() -> Result<(), &'static str> {
     let Poll::Refresh(_, t) = s.poll(at(270 * SEC)) else {
         return Err("refresh not due by the JWT");
     };
-    s.on_failure(t, at(270 * SEC), Cause::Transport);
+    s.on_failure(t, at(270 * SEC), Cause::Transport(RESET));
     ensure!(s.grant(at(297_999)).is_some(), "dropped early");
     ensure!(
         s.grant(at(298 * SEC)).is_none(),
@@ -400,7 +409,7 @@ fn clock_near_max() -> Result<(), &'static str> {
         let (Poll::Refresh(_, t) | Poll::Fetch(t)) = s.poll(when) else {
             continue;
         };
-        s.on_failure(t, at(near + i), Cause::Transport);
+        s.on_failure(t, at(near + i), Cause::Transport(RESET));
         ensure!(
             s.backoff_until().is_some_and(|u| u >= at(near + i)),
             "backoff wrapped into the past"

@@ -121,7 +121,7 @@ mod lifecycle {
 
     #[inline(never)]
     pub fn run(creds: Credentials, status: u16, body: &[u8]) {
-        let mut s: Session<Null> = Session::new(Null, creds, Config::default());
+        let mut s: Session<Null> = Session::new(Null, creds, Config::default(), 1);
         let mut now = black_box(0u64);
         for _ in 0..black_box(3) {
             now += black_box(1000);
@@ -139,7 +139,7 @@ mod lifecycle {
             if black_box(now).is_multiple_of(2) {
                 black_box(s.on_response(ticket, Instant::from_millis(now), status, None, body));
             } else {
-                black_box(s.on_failure(ticket, Instant::from_millis(now), Cause::Transport));
+                black_box(s.on_failure(ticket, Instant::from_millis(now), Cause::Transport(tessera_core::TransportError::new(tessera_core::Stage::Io, "reset"))));
             }
         }
         black_box(s.failure().is_some());

@@ -282,6 +282,8 @@ pub enum Completion {
     Failed,
     /// The ticket was abandoned (timeout or new credentials) before it came back: ignored.
     Stale,
+    /// The ticket was given back unused ([`Session::release`]).
+    Released,
 }
 
 impl fmt::Display for Completion {
@@ -292,6 +294,7 @@ impl fmt::Display for Completion {
             Completion::Stored => "new token stored",
             Completion::Failed => "token fetch failed",
             Completion::Stale => "late answer to an abandoned fetch ignored",
+            Completion::Released => "fetch cancelled; the next caller may fetch at once",
         })
     }
 }
@@ -495,6 +498,17 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             return true;
         }
         false
+    }
+
+    /// Gives `ticket` back unused: the fetch was cancelled (its future dropped, the task
+    /// stopped) before an answer, so nothing is known about the provider. No failure is
+    /// recorded and no backoff starts: the next poll may fetch at once. A transport calls
+    /// this from the drop guard of whatever holds the ticket.
+    pub fn release(&mut self, ticket: Ticket) -> Completion {
+        match self.take_fetch(&ticket) {
+            Some(_) => Completion::Released,
+            None => Completion::Stale,
+        }
     }
 
     /// Replaces the credentials (secret rotation). Clears a refusal and any backoff, and

@@ -670,3 +670,20 @@ fn the_session_is_the_token_capacity_plus_a_small_constant() {
     println!("Session<OAuth2, 2048> is {small} bytes: token capacity + {constant}");
     assert!(constant <= 2816, "{constant}");
 }
+
+#[test]
+fn a_released_ticket_lets_the_next_poll_fetch_at_once() {
+    let mut s = session(Config::default());
+    let t = fetch_ticket(&mut s, at(0));
+    // While it is out, others wait.
+    assert!(matches!(s.poll(at(1)), Poll::Wait(_)));
+    assert_eq!(s.release(t), Completion::Released);
+    // No failure, no backoff: the next caller fetches at once.
+    assert!(s.failure().is_none());
+    assert_eq!(s.backoff_until(), None);
+    let t2 = fetch_ticket(&mut s, at(2));
+    // A ticket the session no longer tracks (abandoned by new credentials) is stale.
+    s.set_credentials(Credentials::new("id", "rotated-9c1e").unwrap());
+    assert_eq!(s.release(t2), Completion::Stale);
+    assert!(matches!(s.poll(at(3)), Poll::Fetch(_)));
+}

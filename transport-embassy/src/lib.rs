@@ -523,7 +523,8 @@ where
                     diag!(warn, "tessera: token fetch failed: {}", _f);
                 }
             }
-            tessera_core::session::Completion::Stale => {
+            tessera_core::session::Completion::Stale
+            | tessera_core::session::Completion::Released => {
                 diag!(debug, "tessera: late answer ignored")
             }
         }

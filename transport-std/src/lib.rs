@@ -509,7 +509,7 @@ impl<P: Provider + Send + 'static> Client<P> {
         match completion {
             Completion::Stored => debug!("tessera: new token stored"),
             Completion::Failed => warn!("tessera: token fetch failed: {}", self.failure_text()),
-            Completion::Stale => debug!("tessera: late answer to an abandoned fetch ignored"),
+            Completion::Stale | Completion::Released => debug!("tessera: {completion}"),
         }
         self.inner.changed.notify_all();
     }

@@ -35,7 +35,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 pub use tessera_core::ProviderKind;
 
+mod gate;
 pub mod scenarios;
+
+pub use gate::Gate;
 
 /// The client id every provider accepts by default.
 pub const CLIENT_ID: &str = "tessera-sandbox-client";
@@ -84,6 +87,9 @@ pub enum Fault {
     HugeBody(usize),
     /// A normal answer labelled `Content-Type: text/html`.
     WrongContentType,
+    /// Wait at the gate until it is released (other requests go on being served), then
+    /// answer normally.
+    Hold(Gate),
 }
 
 /// Every JWT any sandbox in this process issued, for the secret-hygiene audit.
@@ -403,6 +409,7 @@ async fn handle(
     let mut oversized = None;
     match &fault {
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::Hold(gate)) => gate.pass().await,
         Some(Fault::OversizedToken(n)) => oversized = Some(*n),
         Some(Fault::Status(code)) => {
             return respond(

@@ -47,6 +47,7 @@ mod provider;
 mod redact;
 mod request;
 pub mod session;
+pub mod snapshot;
 mod time;
 pub mod timestamp;
 pub mod transport;
@@ -64,9 +65,9 @@ pub use grant::{
 };
 pub use json::Problem;
 pub use provider::{
-    AnyProvider, Apimw, ClientAuth, OAuth2, Provider, ProviderKind, Setu, Shogun, StoneX,
-    UnknownProvider, APIMW_BASE_URL, SETU_PRODUCTION_URL, SETU_SANDBOX_URL, SHOGUN_BASE_URL,
-    STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
+    identity_piece, AnyProvider, Apimw, ClientAuth, OAuth2, Provider, ProviderKind, Setu, Shogun,
+    StoneX, UnknownProvider, APIMW_BASE_URL, SETU_PRODUCTION_URL, SETU_SANDBOX_URL,
+    SHOGUN_BASE_URL, STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
 };
 pub use request::{bearer_header, Headers, Method, Request, Url, FORM, JSON};
 pub use session::{Bearer, Config, Poll, Session, Step, Ticket, TokenId};

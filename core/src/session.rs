@@ -56,10 +56,13 @@ use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind, ErrorReport};
 use crate::grant::Grant;
 use crate::json::Problem;
+use crate::provider::OAuth2;
 use crate::provider::Provider;
 use crate::request::Request;
+use crate::snapshot::{self, Key, Keys, SnapshotError, WallTime};
 use crate::time::{millis, Instant};
 use crate::transport::TransportError;
+use crate::write::{json_escape, json_string, Out};
 
 /// Lifecycle settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,6 +307,8 @@ struct Timing {
     id: TokenId,
     refresh_at: Instant,
     usable_until: Instant,
+    /// When the provider says the token dies (`sent + lifetime`), for snapshots.
+    expires: Instant,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -500,6 +505,117 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         false
     }
 
+    /// Writes the cached token into `out` as a sealed snapshot (see [`crate::snapshot`]),
+    /// to restore after a restart, reboot or deep sleep with [`Session::restore`]. `wall` is
+    /// the wall-clock time now; the token's expiry is stored as absolute wall time.
+    ///
+    /// `out` needs [`snapshot::OVERHEAD`] plus the token's JSON (its token, refresh token and
+    /// scopes, and ~60 bytes); a smaller one is [`SnapshotError::Capacity`] with the size
+    /// needed. On any error `out` is wiped.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use tessera_core::snapshot::{Key, WallTime};
+    /// use tessera_core::{Config, Credentials, Instant, OAuth2, Poll, Session};
+    ///
+    /// let creds = || Credentials::new("terminal-7", "s3cr3t-9f2c").unwrap();
+    /// let idp = OAuth2::new("https://idp.example/token");
+    /// let mut s: Session<_> = Session::new(idp, creds(), Config::default(), 1);
+    /// # let Poll::Fetch(t) = s.poll(Instant::ZERO) else { unreachable!() };
+    /// # s.on_response(t, Instant::ZERO, 200, None, br#"{"access_token":"t0k","token_type":"Bearer","expires_in":3600}"#);
+    /// // ... a token was fetched at wall time 1_700_000_000_000 ms ...
+    /// let wall = WallTime::new(1_700_000_000_000, Duration::from_secs(2));
+    /// let mut buf = [0u8; 256];
+    /// let saved = s.snapshot(Instant::ZERO, wall, Key::Credentials, &mut buf).unwrap().to_vec();
+    ///
+    /// // After a reboot: a new session, its monotonic clock back at zero, ten minutes later.
+    /// let mut s: Session<_> = Session::new(idp, creds(), Config::default(), 2);
+    /// let later = WallTime::new(1_700_000_600_000, Duration::from_secs(2));
+    /// let mut bytes = saved.clone();
+    /// s.restore(Instant::ZERO, Some(later), Key::Credentials, &mut bytes).unwrap();
+    /// assert!(matches!(s.poll(Instant::ZERO), Poll::Ready(b) if b.token() == "t0k"));
+    /// ```
+    pub fn snapshot<'o>(
+        &self,
+        now: Instant,
+        wall: WallTime,
+        key: Key<'_>,
+        out: &'o mut [u8],
+    ) -> Result<&'o [u8], SnapshotError> {
+        let result = self.seal_into(now, wall, key, out);
+        match result {
+            Ok(len) => Ok(out.get(..len).unwrap_or_default()),
+            Err(e) => {
+                // It may hold the token in plaintext.
+                out.fill(0);
+                Err(e)
+            }
+        }
+    }
+
+    fn seal_into(
+        &self,
+        now: Instant,
+        wall: WallTime,
+        key: Key<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, SnapshotError> {
+        let t = self
+            .cached
+            .filter(|t| now < t.usable_until)
+            .ok_or(SnapshotError::NoToken)?;
+        let capacity = out.len();
+        let json_len = {
+            let area = out
+                .get_mut(snapshot::HEADER + snapshot::META..)
+                .unwrap_or_default();
+            let mut w = Out::new(area);
+            self.write_grant(&mut w);
+            let needed = w.needed();
+            w.finish()
+                .map_err(|_| SnapshotError::Capacity {
+                    field: "snapshot",
+                    needed: needed.saturating_add(snapshot::OVERHEAD),
+                    capacity,
+                })?
+                .0
+                .len()
+        };
+        let keys = Keys::derive(&self.provider, &self.credentials, key)?;
+        let remaining = t.expires.as_millis().saturating_sub(now.as_millis());
+        let expires_at = wall.unix_ms.saturating_add(remaining);
+        snapshot::seal(&keys, wall.unix_ms, expires_at, json_len, out)
+    }
+
+    /// Restores a token from a [`Session::snapshot`], after a restart: served without a
+    /// fetch while it lives. `wall` is the wall-clock time now, given only when the caller
+    /// vouches for it (SNTP synced, an RTC kept through deep sleep); `None` discards the
+    /// snapshot ([`SnapshotError::NoWallClock`]). The token is served until its expiry
+    /// minus the clock's uncertainty and the in-flight allowance, and refreshed at the usual
+    /// margin before it (at once when that is already past).
+    ///
+    /// `bytes` is decrypted in place and wiped once it has been: pass a copy of what you
+    /// keep in flash or RTC memory. Garbage, truncated, tampered or foreign bytes, an expired
+    /// token or an untrustworthy clock are refused with the reason, and the session is left
+    /// as it was (it then fetches as usual).
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        wall: Option<WallTime>,
+        key: Key<'_>,
+        bytes: &mut [u8],
+    ) -> Result<(), SnapshotError> {
+        let wall = wall.ok_or(SnapshotError::NoWallClock)?;
+        let keys = Keys::derive(&self.provider, &self.credentials, key)?;
+        let outcome = match snapshot::open(&keys, &mut *bytes) {
+            Err(e) => return Err(e),
+            Ok((meta, json)) => self.adopt(now, wall, &meta, json),
+        };
+        // It held the token in plaintext.
+        bytes.fill(0);
+        outcome
+    }
+
     /// Gives `ticket` back unused: the fetch was cancelled (its future dropped, the task
     /// stopped) before an answer, so nothing is known about the provider. No failure is
     /// recorded and no backoff starts: the next poll may fetch at once. A transport calls
@@ -606,18 +722,97 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
     /// served.
     fn timing(&self, id: TokenId, sent: Instant, lifetime_s: u64) -> Timing {
         let life = lifetime_s.saturating_mul(1000);
+        self.timing_until(id, sent.as_millis().saturating_add(life), life)
+    }
+
+    /// The timing of a token of lifetime `life` (ms) that expires at `expiry` (ms on the
+    /// monotonic clock): the margin and allowance depend on the whole lifetime.
+    fn timing_until(&self, id: TokenId, expiry: u64, life: u64) -> Timing {
         let allowance = millis(self.config.in_flight_allowance).min(life / 4);
         let margin = match self.config.refresh_margin {
             Some(m) => millis(m),
             None => (life / 10).clamp(30_000, 300_000),
         }
         .min(life / 2);
-        let expiry = sent.as_millis().saturating_add(life);
         Timing {
             id,
             refresh_at: Instant::from_millis(expiry.saturating_sub(margin)),
             usable_until: Instant::from_millis(expiry.saturating_sub(allowance)),
+            expires: Instant::from_millis(expiry),
         }
+    }
+
+    /// Adopts an opened snapshot's token if the wall clock says it still lives.
+    fn adopt(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        meta: &snapshot::Meta,
+        json: &[u8],
+    ) -> Result<(), SnapshotError> {
+        let uncertainty = millis(wall.uncertainty);
+        // Judge by the latest the clock may really read: never serve past expiry.
+        let latest = wall.unix_ms.saturating_add(uncertainty);
+        if latest < meta.written_at {
+            return Err(SnapshotError::ClockBehind);
+        }
+        let parsed = OAuth2::new("")
+            .parse_token(200, json)
+            .map_err(|_| SnapshotError::Malformed)?;
+        let life = parsed.lifetime_s().saturating_mul(1000);
+        let remaining = meta.expires_at.saturating_sub(latest);
+        if remaining > life {
+            // More time left than the token ever had: the clock ran backwards.
+            return Err(SnapshotError::ClockBehind);
+        }
+        let id = TokenId(self.next_id.wrapping_add(1));
+        let timing = self.timing_until(id, now.as_millis().saturating_add(remaining), life);
+        if timing.usable_until <= now {
+            return Err(SnapshotError::Expired);
+        }
+        self.grant.store(&parsed).map_err(|e| match e {
+            Error::Capacity {
+                field,
+                needed,
+                capacity,
+            } => SnapshotError::Capacity {
+                field,
+                needed,
+                capacity,
+            },
+            _ => SnapshotError::Malformed,
+        })?;
+        self.next_id = id.0;
+        self.cached = Some(timing);
+        self.attempts = 0;
+        self.backoff_until = None;
+        self.sticky = false;
+        self.failure = None;
+        Ok(())
+    }
+
+    /// Writes the grant as a token response (the snapshot's plaintext) into `out`.
+    fn write_grant(&self, out: &mut Out<'_>) {
+        let g = &self.grant;
+        out.str("{\"access_token\":");
+        json_string(out, g.access_token());
+        out.str(",\"token_type\":\"Bearer\",\"expires_in\":");
+        uint(out, g.lifetime_s());
+        if let Some(r) = g.refresh_token() {
+            out.str(",\"refresh_token\":");
+            json_string(out, r);
+        }
+        if !g.scopes().is_empty() {
+            out.str(",\"scope\":\"");
+            for (i, scope) in g.scopes().iter().enumerate() {
+                if i > 0 {
+                    out.byte(b' ');
+                }
+                json_escape(out, scope);
+            }
+            out.byte(b'"');
+        }
+        out.byte(b'}');
     }
 
     fn fail(&mut self, now: Instant, mut cause: Cause, retry_after: Option<Duration>) {
@@ -661,4 +856,23 @@ impl<P: fmt::Debug, const TOKEN: usize, const REFRESH: usize> fmt::Debug
             .field("failure", &self.failure)
             .finish()
     }
+}
+
+/// Writes `v` in decimal, saturated at `u32::MAX` (136 years): no `core::fmt` and no 64-bit
+/// division, which cost flash on a Cortex-M0.
+fn uint(out: &mut Out<'_>, v: u64) {
+    let mut v = u32::try_from(v).unwrap_or(u32::MAX);
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        if let Some(d) = digits.get_mut(n) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        n += 1;
+        v /= 10;
+        if v == 0 || n >= digits.len() {
+            break;
+        }
+    }
+    digits.iter().take(n).rev().for_each(|&d| out.byte(d));
 }

@@ -81,4 +81,9 @@ impl Provider for Apimw<'_> {
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         codec::parse_grant(&SCHEMA, status, body)
     }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        super::identity_piece(feed, "apimw");
+        super::identity_piece(feed, self.base_url);
+    }
 }

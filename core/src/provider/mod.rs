@@ -40,6 +40,25 @@ pub trait Provider {
         status: u16,
         body: &'b [u8],
     ) -> Result<GrantRef<'b>, ResponseError<'b>>;
+
+    /// Feeds `feed` everything besides the credentials that decides which token this
+    /// provider issues: which API it is, its token endpoint, and parameters such as scope,
+    /// audience or client authentication. [Snapshots](crate::snapshot) are bound to it, so a
+    /// token saved for one endpoint or scope is never restored for another.
+    ///
+    /// Feed each piece through [`identity_piece`] (length-prefixed, so pieces cannot run
+    /// together). The default feeds nothing: a provider that keeps it binds its snapshots to
+    /// the credentials alone. Every shipped provider overrides it.
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        let _ = feed;
+    }
+}
+
+/// Feeds one piece of a [`Provider::identity`], length-prefixed.
+pub fn identity_piece(feed: &mut dyn FnMut(&[u8]), piece: &str) {
+    let len = u32::try_from(piece.len()).unwrap_or(u32::MAX);
+    feed(&len.to_le_bytes());
+    feed(piece.as_bytes());
 }
 
 impl<P: Provider + ?Sized> Provider for &P {
@@ -57,6 +76,10 @@ impl<P: Provider + ?Sized> Provider for &P {
         body: &'b [u8],
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         (**self).parse_token(status, body)
+    }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        (**self).identity(feed)
     }
 }
 
@@ -191,6 +214,7 @@ impl<'a> AnyProvider<'a> {
 trait DynProvider {
     fn request<'a>(&'a self, c: &Credentials, buf: &'a mut [u8]) -> Result<Request<'a>, Error>;
     fn parse<'b>(&self, status: u16, body: &'b [u8]) -> Result<GrantRef<'b>, ResponseError<'b>>;
+    fn id(&self, feed: &mut dyn FnMut(&[u8]));
 }
 
 impl<P: Provider> DynProvider for P {
@@ -200,6 +224,10 @@ impl<P: Provider> DynProvider for P {
 
     fn parse<'b>(&self, status: u16, body: &'b [u8]) -> Result<GrantRef<'b>, ResponseError<'b>> {
         self.parse_token(status, body)
+    }
+
+    fn id(&self, feed: &mut dyn FnMut(&[u8])) {
+        self.identity(feed)
     }
 }
 
@@ -218,5 +246,9 @@ impl Provider for AnyProvider<'_> {
         body: &'b [u8],
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         self.inner().parse(status, body)
+    }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        self.inner().id(feed)
     }
 }

@@ -184,4 +184,25 @@ impl Provider for OAuth2<'_> {
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         codec::parse_grant(&OAUTH_SCHEMA, status, body)
     }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        let auth = match self.auth {
+            ClientAuth::Basic => "basic",
+            ClientAuth::Body => "body",
+        };
+        for piece in [
+            "oauth2",
+            self.token_url,
+            auth,
+            self.scope.unwrap_or(""),
+            self.audience.unwrap_or(""),
+        ] {
+            super::identity_piece(feed, piece);
+        }
+        // An absent scope and an empty one ask for the same token; say which it was anyway.
+        feed(&[
+            u8::from(self.scope.is_some()),
+            u8::from(self.audience.is_some()),
+        ]);
+    }
 }

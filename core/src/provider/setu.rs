@@ -86,4 +86,9 @@ impl Provider for Setu<'_> {
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         codec::parse_grant(&SCHEMA, status, body)
     }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        super::identity_piece(feed, "setu");
+        super::identity_piece(feed, self.base_url);
+    }
 }

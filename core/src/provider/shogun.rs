@@ -200,4 +200,9 @@ impl Provider for Shogun<'_> {
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         codec::parse_grant(&SCHEMA, status, body)
     }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        super::identity_piece(feed, "shogun");
+        super::identity_piece(feed, self.base_url);
+    }
 }

@@ -78,4 +78,10 @@ impl Provider for StoneX<'_> {
     ) -> Result<GrantRef<'b>, ResponseError<'b>> {
         codec::parse_grant(&OAUTH_SCHEMA, status, body)
     }
+
+    fn identity(&self, feed: &mut dyn FnMut(&[u8])) {
+        super::identity_piece(feed, "stonex");
+        super::identity_piece(feed, self.base_url);
+        super::identity_piece(feed, self.path);
+    }
 }

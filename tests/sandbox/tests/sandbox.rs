@@ -86,3 +86,130 @@ fn gates_are_equal_by_identity() {
     assert_ne!(Fault::Hold(a), Fault::Hold(Gate::new()));
     assert!(format!("{:?}", Gate::new()).contains("arrived: 0"));
 }
+
+fn post(addr: SocketAddr, path: &str, extra: &str, body: &str) -> String {
+    raw(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn an_echoing_provider_repeats_the_body_and_the_authorization_header() {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.inject(Endpoint::Token(kind), Fault::EchoRequest, 1);
+        let path = match kind {
+            ProviderKind::Shogun => "/shogun/api/v1/security/api/generate_token",
+            ProviderKind::Apimw => "/apimw/v1/auth/token",
+            ProviderKind::Setu => "/setu/api/v2/auth/token",
+            ProviderKind::StoneX => "/stonex/api/v/authentication",
+            ProviderKind::OAuth2 => "/oauth2/token",
+        };
+        let answer = post(
+            sb.addr(),
+            path,
+            "Authorization: Basic c2VjcmV0LWluLWJhc2ljCg==\r\n",
+            "client_secret=hunter2",
+        );
+        assert_eq!(status_of(&answer), "400", "{kind}: {answer}");
+        assert!(answer.contains("client_secret=hunter2"), "{kind}: {answer}");
+        assert!(
+            answer.contains("Basic c2VjcmV0LWluLWJhc2ljCg=="),
+            "{kind}: {answer}"
+        );
+        if matches!(kind, ProviderKind::OAuth2 | ProviderKind::StoneX) {
+            assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
+            assert!(answer.contains("error_description"), "{answer}");
+        }
+    }
+}
+
+#[test]
+fn hostile_answers_are_sent_byte_for_byte() {
+    let sb = Sandbox::start().unwrap();
+    let ep = Endpoint::Protected(ProviderKind::OAuth2);
+    sb.inject(ep, Fault::GarbageStatusLine, 1);
+    let answer = get(sb.addr(), "/oauth2/protected");
+    assert_eq!(answer.as_bytes(), tessera_sandbox::GARBAGE_STATUS_LINE);
+    sb.inject(ep, Fault::BrokenChunked, 1);
+    let answer = get(sb.addr(), "/oauth2/protected");
+    assert_eq!(answer.as_bytes(), tessera_sandbox::BROKEN_CHUNKED);
+    // The connection-level hijack is per connection: the next answer is normal HTTP.
+    let answer = get(sb.addr(), "/oauth2/protected");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    sb.inject(ep, Fault::HugeHeaders(100_000), 1);
+    let answer = get(sb.addr(), "/oauth2/protected");
+    let filler = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-filler: "))
+        .expect("the filler header");
+    assert_eq!(filler.len(), 100_000);
+    sb.inject(
+        ep,
+        Fault::Redirect("http://127.0.0.1:9/elsewhere".into()),
+        1,
+    );
+    let answer = get(sb.addr(), "/oauth2/protected");
+    assert!(answer.starts_with("HTTP/1.1 307"), "{answer}");
+    assert!(
+        answer.contains("location: http://127.0.0.1:9/elsewhere"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn request_headers_are_recorded_and_the_protected_endpoint_numbers_its_answers() {
+    let sb = Sandbox::start().unwrap();
+    let ep = Endpoint::Protected(ProviderKind::Setu);
+    assert!(sb.last_headers(ep).is_empty());
+    for n in 1..=2 {
+        let answer = raw(
+            sb.addr(),
+            &format!(
+                "GET /setu/protected HTTP/1.1\r\nHost: x\r\nIdempotency-Key: key-{n}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        );
+        assert!(
+            answer.contains(&format!("x-request-id: req-{n}\r\n")),
+            "{answer}"
+        );
+        assert!(sb
+            .last_headers(ep)
+            .contains(&("idempotency-key".into(), format!("key-{n}"))));
+    }
+    assert!(sb
+        .last_headers(Endpoint::Token(ProviderKind::Setu))
+        .is_empty());
+}
+
+#[test]
+fn the_counting_listener_counts_exactly() {
+    let l = tessera_sandbox::CountingListener::start().unwrap();
+    assert_eq!(l.accepted(), 0);
+    assert_eq!(l.accepted(), 0, "its own probes are not counted");
+    let mut s = TcpStream::connect(l.addr()).unwrap();
+    // Counted at once, without waiting for the accepting thread.
+    assert_eq!(l.accepted(), 1);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(l.wait_requests(1, Duration::from_secs(5)));
+    assert!(l.requests()[0].starts_with("GET / HTTP/1.1"));
+    // 0.0.0.0 reaches a loopback listener on Linux: the reason URLs naming it are refused.
+    let _t = TcpStream::connect(("0.0.0.0", l.port())).unwrap();
+    assert_eq!(l.accepted(), 2);
+}
+
+#[test]
+fn the_counting_listener_can_answer_like_a_proxy() {
+    const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    let l = tessera_sandbox::CountingListener::answering(BAD_GATEWAY).unwrap();
+    let answer = get(l.addr(), "http://example.invalid/");
+    assert_eq!(answer.as_bytes(), BAD_GATEWAY);
+    assert_eq!(l.accepted(), 1);
+    assert!(l.requests()[0].starts_with("GET http://example.invalid/ HTTP/1.1"));
+}

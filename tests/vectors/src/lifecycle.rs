@@ -5,6 +5,7 @@
 use core::time::Duration;
 
 use tessera_core::session::{Cause, Completion, Config, Poll, Session, Ticket};
+use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::{Credentials, ErrorKind, Instant, OAuth2, Setu, Stage, TransportError};
 
 /// A connection reset, the network failure the scenarios inject.
@@ -32,6 +33,7 @@ const SEC: u64 = 1000;
 const T600: &[u8] = br#"{"access_token":"t1","token_type":"Bearer","expires_in":600}"#;
 const T600B: &[u8] = br#"{"access_token":"t2","token_type":"Bearer","expires_in":600}"#;
 const T0: &[u8] = br#"{"access_token":"t0","token_type":"Bearer","expires_in":0}"#;
+const T3600: &[u8] = br#"{"access_token":"t1","token_type":"Bearer","expires_in":3600}"#;
 
 fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
@@ -135,7 +137,103 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "clock near u64::MAX",
         run: clock_near_max,
     },
+    Scenario {
+        name: "snapshot: restored after a restart, served with no fetch",
+        run: snapshot_survives_a_restart,
+    },
+    Scenario {
+        name: "snapshot: tampered bytes or no wall clock fall back to a fetch",
+        run: snapshot_refusals_fetch,
+    },
+    Scenario {
+        name: "snapshot: an expired token fetches",
+        run: snapshot_expired_fetches,
+    },
 ];
+
+/// 2023-11-14T22:13:20Z in Unix ms: the wall clock when the snapshot is written.
+const WALL0: u64 = 1_700_000_000_000;
+
+fn wall(unix_ms: u64) -> Option<WallTime> {
+    Some(WallTime::new(unix_ms, Duration::from_secs(2)))
+}
+
+/// A one-hour token's snapshot, written 100 s into its life, into `buf`; its length.
+fn write_snapshot(buf: &mut [u8]) -> Result<usize, &'static str> {
+    let mut s = session(Config::default())?;
+    let t = fetch(&mut s, 0)?;
+    ensure!(
+        s.on_response(t, at(0), 200, None, T3600) == Completion::Stored,
+        "not stored"
+    );
+    let w = WallTime::new(WALL0 + 100 * SEC, Duration::ZERO);
+    let snap = s
+        .snapshot(at(100 * SEC), w, Key::Credentials, buf)
+        .map_err(|_| "snapshot not written")?;
+    Ok(snap.len())
+}
+
+fn snapshot_survives_a_restart() -> Result<(), &'static str> {
+    let mut buf = [0u8; 256];
+    let len = write_snapshot(&mut buf)?;
+    // Rebooted: a new session whose monotonic clock starts again at zero, 20 min later.
+    let mut s = session(Config::default())?;
+    let bytes = buf.get_mut(..len).ok_or("length")?;
+    s.restore(at(0), wall(WALL0 + 1300 * SEC), Key::Credentials, bytes)
+        .map_err(|_| "refused")?;
+    ensure!(
+        matches!(s.poll(at(0)), Poll::Ready(b) if b.token() == "t1"),
+        "restored token not served"
+    );
+    ensure!(bytes.iter().all(|&b| b == 0), "plaintext left in the buffer");
+    // 2300 s left, less 2 s of uncertainty and 2 s of in-flight allowance.
+    ensure!(s.grant(at(2295 * SEC)).is_some(), "served too briefly");
+    ensure!(s.grant(at(2296 * SEC)).is_none(), "served past expiry");
+    ready(&mut s, 0, "t1")
+}
+
+fn snapshot_refusals_fetch() -> Result<(), &'static str> {
+    let mut buf = [0u8; 256];
+    let len = write_snapshot(&mut buf)?;
+    let mut tampered = buf;
+    if let Some(b) = tampered.get_mut(len / 2) {
+        *b ^= 0x20;
+    }
+    let mut s = session(Config::default())?;
+    let r = s.restore(
+        at(0),
+        wall(WALL0 + 200 * SEC),
+        Key::Credentials,
+        tampered.get_mut(..len).ok_or("length")?,
+    );
+    ensure!(r == Err(SnapshotError::Tampered), "tampered bytes accepted");
+    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch after tampering");
+    let mut s = session(Config::default())?;
+    let r = s.restore(
+        at(0),
+        None,
+        Key::Credentials,
+        buf.get_mut(..len).ok_or("length")?,
+    );
+    ensure!(r == Err(SnapshotError::NoWallClock), "kept without a wall clock");
+    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch without a clock");
+    Ok(())
+}
+
+fn snapshot_expired_fetches() -> Result<(), &'static str> {
+    let mut buf = [0u8; 256];
+    let len = write_snapshot(&mut buf)?;
+    let mut s = session(Config::default())?;
+    let r = s.restore(
+        at(0),
+        wall(WALL0 + 3600 * SEC),
+        Key::Credentials,
+        buf.get_mut(..len).ok_or("length")?,
+    );
+    ensure!(r == Err(SnapshotError::Expired), "expired token restored");
+    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch after expiry");
+    Ok(())
+}
 
 fn first_fetch_then_reuse() -> Result<(), &'static str> {
     let mut s = session(Config::default())?;

@@ -57,5 +57,5 @@ fn every_lifecycle_scenario_passes() {
         .filter_map(|s| (s.run)().err().map(|why| format!("{}: {why}", s.name)))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(tessera_vectors::lifecycle::SCENARIOS.len(), 13);
+    assert_eq!(tessera_vectors::lifecycle::SCENARIOS.len(), 16);
 }

@@ -62,6 +62,10 @@ fn main() -> ! {
         );
         #[cfg(feature = "lifecycle")]
         lifecycle::run(creds, status, body);
+        #[cfg(feature = "snapshot")]
+        if let Ok(creds) = Credentials::new(black_box("id"), black_box("secret")) {
+            snapshot::run(creds, status, body);
+        }
     }
     // A panic path the optimiser cannot remove: `scripts/footprint` checks that this build
     // fails to link, so a broken panic-free check cannot pass silently.
@@ -91,7 +95,8 @@ mod lifecycle {
 
     use tessera_core::session::{Cause, Config, Poll, Session};
     use tessera_core::{
-        Credentials, DetailRef, Error, GrantRef, Instant, Provider, Request, ResponseError,
+        Credentials, DetailRef, Error, GrantRef, Instant, Provider, Request, ResponseError, Stage,
+        TransportError,
     };
 
     /// A provider with no codec, so the lifecycle is measured on its own.
@@ -139,10 +144,42 @@ mod lifecycle {
             if black_box(now).is_multiple_of(2) {
                 black_box(s.on_response(ticket, Instant::from_millis(now), status, None, body));
             } else {
-                black_box(s.on_failure(ticket, Instant::from_millis(now), Cause::Transport(tessera_core::TransportError::new(tessera_core::Stage::Io, "reset"))));
+                let reset = TransportError::new(Stage::Io, "reset");
+                let cause = Cause::Transport(reset);
+                black_box(s.on_failure(ticket, Instant::from_millis(now), cause));
             }
         }
         black_box(s.failure().is_some());
+    }
+}
+
+/// Snapshot write and restore (with the OAuth 2.0 codec a restore reads the grant through).
+#[cfg(feature = "snapshot")]
+mod snapshot {
+    use core::hint::black_box;
+    use core::time::Duration;
+
+    use tessera_core::session::{Config, Poll, Session};
+    use tessera_core::snapshot::{Key, WallTime};
+    use tessera_core::{Credentials, Instant, OAuth2};
+
+    #[inline(never)]
+    pub fn run(creds: Credentials, status: u16, body: &[u8]) {
+        let idp = OAuth2::new(black_box("https://a"));
+        let mut s: Session<OAuth2<'_>, 512, 256> = Session::new(idp, creds, Config::default(), 1);
+        let now = Instant::from_millis(black_box(0));
+        if let Poll::Fetch(t) = s.poll(now) {
+            black_box(s.on_response(t, now, status, None, body));
+        }
+        let wall = WallTime::new(black_box(1_700_000_000_000), Duration::from_secs(2));
+        let mut buf = [0u8; 700];
+        let len = match s.snapshot(now, wall, Key::Credentials, &mut buf) {
+            Ok(snap) => snap.len(),
+            Err(_) => 0,
+        };
+        if let Some(bytes) = buf.get_mut(..black_box(len)) {
+            black_box(s.restore(now, Some(wall), Key::Credentials, bytes).is_ok());
+        }
     }
 }
 

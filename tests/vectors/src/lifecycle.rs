@@ -185,7 +185,10 @@ fn snapshot_survives_a_restart() -> Result<(), &'static str> {
         matches!(s.poll(at(0)), Poll::Ready(b) if b.token() == "t1"),
         "restored token not served"
     );
-    ensure!(bytes.iter().all(|&b| b == 0), "plaintext left in the buffer");
+    ensure!(
+        bytes.iter().all(|&b| b == 0),
+        "plaintext left in the buffer"
+    );
     // 2300 s left, less 2 s of uncertainty and 2 s of in-flight allowance.
     ensure!(s.grant(at(2295 * SEC)).is_some(), "served too briefly");
     ensure!(s.grant(at(2296 * SEC)).is_none(), "served past expiry");
@@ -207,7 +210,10 @@ fn snapshot_refusals_fetch() -> Result<(), &'static str> {
         tampered.get_mut(..len).ok_or("length")?,
     );
     ensure!(r == Err(SnapshotError::Tampered), "tampered bytes accepted");
-    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch after tampering");
+    ensure!(
+        matches!(s.poll(at(0)), Poll::Fetch(_)),
+        "no fetch after tampering"
+    );
     let mut s = session(Config::default())?;
     let r = s.restore(
         at(0),
@@ -215,8 +221,14 @@ fn snapshot_refusals_fetch() -> Result<(), &'static str> {
         Key::Credentials,
         buf.get_mut(..len).ok_or("length")?,
     );
-    ensure!(r == Err(SnapshotError::NoWallClock), "kept without a wall clock");
-    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch without a clock");
+    ensure!(
+        r == Err(SnapshotError::NoWallClock),
+        "kept without a wall clock"
+    );
+    ensure!(
+        matches!(s.poll(at(0)), Poll::Fetch(_)),
+        "no fetch without a clock"
+    );
     Ok(())
 }
 
@@ -231,7 +243,10 @@ fn snapshot_expired_fetches() -> Result<(), &'static str> {
         buf.get_mut(..len).ok_or("length")?,
     );
     ensure!(r == Err(SnapshotError::Expired), "expired token restored");
-    ensure!(matches!(s.poll(at(0)), Poll::Fetch(_)), "no fetch after expiry");
+    ensure!(
+        matches!(s.poll(at(0)), Poll::Fetch(_)),
+        "no fetch after expiry"
+    );
     Ok(())
 }
 

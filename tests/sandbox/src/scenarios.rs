@@ -2,15 +2,25 @@
 //! tessera-embassy each implement [`Harness`] and run them all with [`scenario_tests!`](crate::scenario_tests).
 //!
 //! Lifecycle time is a [`ManualClock`] the harness gives its client; network timeouts are
-//! real. No scenario sleeps to make time pass.
+//! real. No scenario sleeps to make time pass. Clients run with their transport's default
+//! refresh (a background refresher), so what a refresh does is awaited with [`eventually`],
+//! a bounded condition wait, and a held refresh is a [`Gate`] the scenario releases.
+//!
+//! The hostile-server suite: a plaintext token URL off the machine refused with no
+//! connection made, the insecure opt-in, every transport failure classified (timeout,
+//! connect, tls, protocol), an echoed secret never shown, a huge `Retry-After` capped,
+//! extra request headers sent and response headers read, and a held refresh blocking no one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use tessera_core::{Clock, ErrorKind, Instant};
+use tessera_core::{Clock, ErrorKind, Instant, Stage};
 
-use crate::{Endpoint, Fault, ProviderKind, Sandbox, CLIENT_ID, CLIENT_SECRET, SCOPES};
+use crate::{
+    base_url_at, CountingListener, Endpoint, Fault, Gate, ProviderKind, Sandbox, CLIENT_ID,
+    CLIENT_SECRET, SCOPES,
+};
 
 /// A monotonic clock moved by hand.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +48,17 @@ pub struct Failed {
     pub retry_in: Option<Duration>,
     /// Everything the client says about it (Display and Debug), to check for secrets.
     pub text: String,
+    /// The transport stage that failed, when `kind` is [`ErrorKind::Transport`].
+    pub cause: Option<Stage>,
+}
+
+/// A downstream call's answer.
+#[derive(Debug)]
+pub struct Called {
+    /// The status.
+    pub status: u16,
+    /// The response headers, names lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What Shogun's validate said.
@@ -59,6 +80,13 @@ pub trait TestClient {
     fn tokens_at_once(&self) -> Vec<Result<String, Failed>>;
     /// A GET with the bearer token (401 → refetch once, retry once): the status.
     fn call(&self, url: &str) -> Result<u16, Failed>;
+    /// [`TestClient::call`] with extra request headers: the status and response headers
+    /// (names lowercase).
+    fn call_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<Called, Failed>;
+    /// `n / 2` [`TestClient::token`] and `n / 2` [`TestClient::call`]`(url)` at the same
+    /// moment (threads, or tasks joined on one executor): a token's result is the token, a
+    /// call's is `format!("status {status}")`.
+    fn token_and_calls_at_once(&self, n: usize, url: &str) -> Vec<Result<String, Failed>>;
     /// Shogun's validate, through the client.
     fn validate(&self, shogun_base: &str) -> Result<Info, Failed>;
     /// "Try again", once.
@@ -75,8 +103,69 @@ pub trait TestClient {
 pub trait Harness {
     /// The client type.
     type Client: TestClient;
-    /// A client for `kind` on `sb` with `secret`; network timeouts of 500 ms.
+    /// A client for `kind` on `sb` with `secret`; network timeouts of 500 ms; the
+    /// transport's default refresh (in the background).
     fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> Self::Client;
+    /// Like [`Harness::client`], with the provider's base URL `base_url` (see
+    /// [`base_url_at`](crate::base_url_at)) and the session's `allow_insecure_http`.
+    fn client_at(
+        &self,
+        base_url: &str,
+        kind: ProviderKind,
+        secret: &str,
+        allow_insecure_http: bool,
+    ) -> Self::Client;
+}
+
+/// Waits until `cond` holds, for `limit` at most: whether it did. A bounded condition wait
+/// for what a background refresh does; it never decides an outcome by sleeping.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How long a scenario waits for a background refresh, at most.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Releases a gate after a time limit unless stopped first, so a client that wrongly waits
+/// on a held request fails the scenario instead of hanging it.
+struct Watchdog {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn new(gate: Gate, limit: Duration) -> Watchdog {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let guard = s.0.lock().unwrap_or_else(|p| p.into_inner());
+            let (guard, _) =
+                s.1.wait_timeout_while(guard, limit, |stopped| !*stopped)
+                    .unwrap_or_else(|p| p.into_inner());
+            let fired = !*guard;
+            if fired {
+                gate.release();
+            }
+            fired
+        });
+        Watchdog { stop, thread }
+    }
+
+    /// Stops it: whether it had fired.
+    fn stop(self) -> bool {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+        self.thread.join().unwrap_or(true)
+    }
 }
 
 fn requests(sb: &Sandbox, kind: ProviderKind) -> u64 {
@@ -99,8 +188,21 @@ pub fn assert_no_secret(texts: &[String]) {
     }
 }
 
-/// Every log record of this process, at trace level, once [`capture_logs`] ran.
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Every log record of this process, at trace level, once [`capture_logs`] ran: (target,
+/// line).
+static LOGS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Targets of third-party HTTP libraries that hex-dump every byte on the wire at trace
+/// level (ureq's protocol layer: the request with its secret, the response with its
+/// token). Kept apart by [`logs`] and [`wire_dumps`]: the application's logger has to
+/// filter them out, and a test says so on its own.
+pub const WIRE_DUMP_TARGETS: [&str; 1] = ["ureq_proto"];
+
+fn is_wire_dump(target: &str) -> bool {
+    WIRE_DUMP_TARGETS
+        .iter()
+        .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+}
 
 struct Capture;
 
@@ -110,7 +212,10 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record<'_>) {
         let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        LOGS.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        let target = record.target().to_owned();
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((target, line));
     }
     fn flush(&self) {}
 }
@@ -125,9 +230,24 @@ pub fn capture_logs() {
     });
 }
 
-/// The log lines captured so far.
+fn captured(wire: bool) -> Vec<String> {
+    LOGS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(target, _)| is_wire_dump(target) == wire)
+        .map(|(_, line)| line.clone())
+        .collect()
+}
+
+/// The log lines captured so far, every target but the [`WIRE_DUMP_TARGETS`].
 pub fn logs() -> Vec<String> {
-    LOGS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    captured(false)
+}
+
+/// The lines captured from the [`WIRE_DUMP_TARGETS`] (hex dumps of whole requests and
+/// responses).
+pub fn wire_dumps() -> Vec<String> {
+    captured(true)
 }
 
 /// The secret-hygiene audit [`scenario_tests!`](crate::scenario_tests) runs after every
@@ -171,8 +291,11 @@ pub fn refresh_before_expiry(h: &impl Harness) {
         c.clock().advance(Duration::from_millis(1));
         // The caller that finds it due still gets the current token, and it is refreshed.
         assert_eq!(c.token().unwrap(), first, "{kind}");
-        assert_eq!(requests(&sb, kind), 2, "{kind}: refreshed before expiry");
-        assert_ne!(c.token().unwrap(), first, "{kind}");
+        assert!(
+            eventually(SETTLE, || c.token().unwrap() != first),
+            "{kind}: refreshed before expiry"
+        );
+        assert_eq!(requests(&sb, kind), 2, "{kind}: one refresh");
         assert_eq!(c.call(&sb.protected_url(kind)).unwrap(), 200);
     }
 }
@@ -182,14 +305,14 @@ pub fn setu_refreshes_by_the_jwt(h: &impl Harness) {
     let sb = Sandbox::start().unwrap();
     sb.set_lifetime(ProviderKind::Setu, 300);
     let c = h.client(&sb, ProviderKind::Setu, CLIENT_SECRET);
-    c.token().unwrap();
+    let first = c.token().unwrap();
     c.clock().advance(Duration::from_secs(270));
     c.token().unwrap();
-    assert_eq!(
-        requests(&sb, ProviderKind::Setu),
-        2,
+    assert!(
+        eventually(SETTLE, || c.token().unwrap() != first),
         "refresh at 300 - 30 s, not 1800 - 180 s"
     );
+    assert_eq!(requests(&sb, ProviderKind::Setu), 2);
 }
 
 /// A downstream 401: one refetch, one retry; a persistent 401 is returned, not looped on.
@@ -440,9 +563,8 @@ pub fn a_failed_refresh_keeps_the_cached_token(h: &impl Harness) {
                 Ok(first.as_str()),
                 "{kind} {fault:?}: a failed refresh must keep serving the cached token"
             );
-            assert_eq!(
-                requests(&sb, kind),
-                before + 1,
+            assert!(
+                eventually(SETTLE, || requests(&sb, kind) == before + 1),
                 "{kind} {fault:?}: one refresh"
             );
             assert_eq!(c.token().unwrap(), first, "{kind} {fault:?}: still cached");
@@ -451,10 +573,15 @@ pub fn a_failed_refresh_keeps_the_cached_token(h: &impl Harness) {
                 200,
                 "{kind} {fault:?}"
             );
-            // Once the fault is gone, the next attempt replaces it with a whole new token
-            // (the caller that runs a refresh may be handed the token it replaces).
-            c.retry();
-            c.token().unwrap();
+            // Once the fault is gone, "try again" (once the failure has landed) replaces it
+            // with a whole new token.
+            assert!(
+                eventually(SETTLE, || {
+                    c.retry();
+                    c.token().unwrap() != first
+                }),
+                "{kind} {fault:?}: refreshed after the retry"
+            );
             assert_eq!(
                 requests(&sb, kind),
                 before + 2,
@@ -504,6 +631,303 @@ pub fn lifetime_edges(h: &impl Harness) {
     }
 }
 
+// ---- the hostile-server suite -------------------------------------------------------------
+
+/// A port on 127.0.0.1 nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A token URL with the secret over plaintext to a host that is not loopback is refused
+/// before any connection (and stays refused); so is a downstream call that would carry the
+/// bearer token there. `0.0.0.0:PORT` would reach the counting listener if anything
+/// connected.
+pub fn plaintext_off_the_machine_is_refused_before_connecting(h: &impl Harness) {
+    let l = CountingListener::start().unwrap();
+    let off_machine = format!("http://0.0.0.0:{}", l.port());
+    let mut texts = Vec::new();
+    for kind in ProviderKind::ALL {
+        let c = h.client_at(&base_url_at(&off_machine, kind), kind, CLIENT_SECRET, false);
+        for attempt in 0..3 {
+            let e = c.token().expect_err("refused");
+            assert_eq!(e.kind, ErrorKind::Insecure, "{kind} #{attempt}: {}", e.text);
+            assert_eq!(e.cause, None, "{kind}: refused, not a network failure");
+            assert_eq!(e.retry_in, None, "{kind}: nothing to wait for");
+            texts.push(e.text);
+            c.clock().advance(Duration::from_secs(3600));
+        }
+    }
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = h.client(&sb, kind, CLIENT_SECRET);
+    c.token().unwrap();
+    let e = c
+        .call(&format!("{off_machine}/oauth2/protected"))
+        .expect_err("a bearer token in plaintext off the machine");
+    assert_eq!(e.kind, ErrorKind::Insecure, "{}", e.text);
+    texts.push(e.text);
+    assert_eq!(l.accepted(), 0, "a connection was made");
+    assert_no_secret(&texts);
+}
+
+/// With the explicit opt-in (a LAN sandbox), the same URL is used: the request reaches the
+/// listener, which hangs up without answering (a transport failure).
+pub fn the_insecure_opt_in_reaches_a_lan_host(h: &impl Harness) {
+    let l = CountingListener::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let base = base_url_at(&format!("http://0.0.0.0:{}", l.port()), kind);
+    let c = h.client_at(&base, kind, CLIENT_SECRET, true);
+    let e = c.token().expect_err("the listener never answers");
+    assert_eq!(e.kind, ErrorKind::Transport, "{}", e.text);
+    assert!(e.cause.is_some(), "classified: {}", e.text);
+    assert_eq!(l.accepted(), 1);
+    assert!(l.wait_requests(1, SETTLE), "no request arrived");
+    let head = &l.requests()[0];
+    assert!(
+        head.starts_with("POST /oauth2/token HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert_no_secret(&[e.text]);
+}
+
+fn expect_cause(what: &str, got: Result<String, Failed>, stage: Stage) -> String {
+    let e = got.expect_err(what);
+    assert_eq!(e.kind, ErrorKind::Transport, "{what}: {}", e.text);
+    assert_eq!(e.cause, Some(stage), "{what}: {}", e.text);
+    e.text
+}
+
+/// Every network failure names its stage: a server slower than the timeout `timeout`, a
+/// closed port `connect`, TLS spoken to a plain HTTP server `tls`, a garbage status line and
+/// broken chunked framing `protocol`.
+pub fn each_transport_failure_is_classified(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    let mut texts = Vec::new();
+    for kind in ProviderKind::ALL {
+        sb.inject(
+            Endpoint::Token(kind),
+            Fault::Delay(Duration::from_secs(3)),
+            1,
+        );
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let started = std::time::Instant::now();
+        texts.push(expect_cause(
+            &format!("{kind}: slow server"),
+            c.token(),
+            Stage::Timeout,
+        ));
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{kind}: the 500 ms timeout took {:?}",
+            started.elapsed()
+        );
+
+        let closed = format!("http://127.0.0.1:{}", closed_port());
+        let c = h.client_at(&base_url_at(&closed, kind), kind, CLIENT_SECRET, false);
+        texts.push(expect_cause(
+            &format!("{kind}: closed port"),
+            c.token(),
+            Stage::Connect,
+        ));
+
+        let tls_to_plain = format!("https://{}", sb.addr());
+        let c = h.client_at(
+            &base_url_at(&tls_to_plain, kind),
+            kind,
+            CLIENT_SECRET,
+            false,
+        );
+        texts.push(expect_cause(
+            &format!("{kind}: TLS to a plain server"),
+            c.token(),
+            Stage::Tls,
+        ));
+
+        for fault in [Fault::GarbageStatusLine, Fault::BrokenChunked] {
+            sb.inject(Endpoint::Token(kind), fault.clone(), 1);
+            let c = h.client(&sb, kind, CLIENT_SECRET);
+            texts.push(expect_cause(
+                &format!("{kind}: {fault:?}"),
+                c.token(),
+                Stage::Protocol,
+            ));
+            // Nothing sticks: the next attempt works.
+            c.retry();
+            c.token()
+                .unwrap_or_else(|e| panic!("{kind} {fault:?}: no recovery: {}", e.text));
+        }
+    }
+    assert_no_secret(&texts);
+}
+
+/// A provider that echoes the request (body and `Authorization`, secret included) in its
+/// error message: the message is kept, the secret is not, in any form the request used.
+pub fn an_echoed_secret_is_never_shown(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.inject(Endpoint::Token(kind), Fault::EchoRequest, 1);
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let e = c.token().expect_err("a 400");
+        assert_eq!(requests(&sb, kind), 1, "{kind}");
+        assert!(
+            e.text.contains("bad request"),
+            "{kind}: the provider's message is kept: {}",
+            e.text
+        );
+        let mut texts = vec![e.text, c.describe()];
+        c.retry();
+        c.token().unwrap();
+        texts.push(c.describe());
+        texts.extend(logs());
+        assert_no_secret(&texts);
+        // The Basic credentials the request carried (base64 of `id:secret`) are gone too,
+        // even cut short.
+        let sent = sb.last_headers(Endpoint::Token(kind));
+        let basic = sent
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .and_then(|(_, v)| v.strip_prefix("Basic "));
+        if let Some(b64) = basic {
+            let head = b64.get(..12).unwrap_or(b64);
+            for t in &texts {
+                assert!(!t.contains(head), "{kind}: Basic credentials leaked: {t}");
+            }
+        }
+    }
+}
+
+/// `Retry-After: 1000000000` (31 years) is capped by the session's `retry_after_cap`
+/// (default 600 s): the client tries again after the cap, not in 31 years.
+pub fn a_huge_retry_after_is_capped(h: &impl Harness) {
+    let cap = tessera_core::Config::default().retry_after_cap;
+    assert_eq!(cap, Duration::from_secs(600));
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.inject(
+            Endpoint::Token(kind),
+            Fault::RateLimited {
+                retry_after: Some(1_000_000_000),
+            },
+            1,
+        );
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let e = c.token().expect_err("rate limited");
+        assert_eq!(e.kind, ErrorKind::RateLimited, "{kind}: {}", e.text);
+        let wait = e.retry_in.expect("a backoff");
+        assert!(
+            wait <= cap && wait + Duration::from_secs(1) >= cap,
+            "{kind}: waits {wait:?}, cap {cap:?}"
+        );
+        c.clock().advance(wait);
+        c.token()
+            .unwrap_or_else(|e| panic!("{kind}: tried again after the cap: {}", e.text));
+        assert_eq!(requests(&sb, kind), 2, "{kind}");
+    }
+}
+
+/// Extra request headers (an `Idempotency-Key`) reach the server, on the retry after a 401
+/// too; the response's headers come back, names lowercase.
+pub fn extra_headers_go_out_and_response_headers_come_back(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let url = sb.protected_url(kind);
+        let extra = [("Idempotency-Key", "pay-0001"), ("X-Till", "till 7")];
+        for revoked in [false, true] {
+            if revoked {
+                sb.revoke_all(kind);
+            }
+            let called = c
+                .call_with(&url, &extra)
+                .unwrap_or_else(|e| panic!("{kind}: {}", e.text));
+            assert_eq!(called.status, 200, "{kind} revoked {revoked}");
+            let n = sb.count(Endpoint::Protected(kind));
+            assert_eq!(n, if revoked { 3 } else { 1 }, "{kind}");
+            assert!(
+                called
+                    .headers
+                    .contains(&("x-request-id".into(), format!("req-{n}"))),
+                "{kind}: {:?}",
+                called.headers
+            );
+            assert!(
+                called
+                    .headers
+                    .iter()
+                    .all(|(k, _)| *k == k.to_ascii_lowercase()),
+                "{kind}: names lowercase: {:?}",
+                called.headers
+            );
+            let seen = sb.last_headers(Endpoint::Protected(kind));
+            for (k, v) in extra {
+                assert!(
+                    seen.contains(&(k.to_ascii_lowercase(), v.to_owned())),
+                    "{kind} revoked {revoked}: {k} missing from {seen:?}"
+                );
+            }
+            let bearer = seen
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.as_str());
+            assert!(
+                bearer.is_some_and(|v| v.starts_with("Bearer ")),
+                "{kind}: {seen:?}"
+            );
+        }
+        assert_eq!(requests(&sb, kind), 2, "{kind}: one refetch after the 401");
+    }
+}
+
+/// The point of sale never waits on a refresh: with the refresh held at the provider, the
+/// due token is served at once, and 16 callers of `token()` and `call()` all complete with
+/// it; once released, the refresh lands and callers get the new token.
+pub fn a_held_refresh_blocks_no_one(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        sb.set_lifetime(kind, 3600);
+        let c = h.client(&sb, kind, CLIENT_SECRET);
+        let first = c.token().unwrap();
+        let gate = Gate::new();
+        sb.inject(Endpoint::Token(kind), Fault::Hold(gate.clone()), 1);
+        // Past the refresh point (5 minutes before expiry), well before expiry.
+        c.clock().advance(Duration::from_secs(3400));
+        let watchdog = Watchdog::new(gate.clone(), SETTLE);
+        assert_eq!(c.token().unwrap(), first, "{kind}: the due token, at once");
+        assert!(
+            gate.wait_arrived(1, SETTLE),
+            "{kind}: the refresh never reached the provider"
+        );
+        let url = sb.protected_url(kind);
+        let results = c.token_and_calls_at_once(16, &url);
+        assert_eq!(results.len(), 16, "{kind}");
+        let (mut tokens, mut calls) = (0, 0);
+        for r in results {
+            match r {
+                Ok(t) if t == first => tokens += 1,
+                Ok(s) if s == "status 200" => calls += 1,
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        assert_eq!((tokens, calls), (8, 8), "{kind}");
+        assert_eq!(c.token().unwrap(), first, "{kind}: still the old token");
+        assert!(
+            !gate.is_released(),
+            "{kind}: callers waited for the held refresh"
+        );
+        assert_eq!(requests(&sb, kind), 2, "{kind}: one refresh in flight");
+        gate.release();
+        assert!(!watchdog.stop(), "{kind}: the watchdog fired");
+        assert!(
+            eventually(SETTLE, || c.token().unwrap() != first),
+            "{kind}: the released refresh never landed"
+        );
+        assert_eq!(requests(&sb, kind), 2, "{kind}: still one refresh");
+        assert_eq!(c.call(&url).unwrap(), 200, "{kind}");
+        assert_eq!(gate.arrived(), 1, "{kind}");
+    }
+}
+
 /// One `#[test]` per scenario for a harness.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -514,7 +938,12 @@ macro_rules! scenario_tests {
             invalid_credentials_are_not_retried, lockout_is_backed_off,
             many_callers_one_request, every_fault_is_typed_then_recovers,
             a_failed_refresh_keeps_the_cached_token, lifetime_edges,
-            logs_record_what_happened);
+            logs_record_what_happened,
+            plaintext_off_the_machine_is_refused_before_connecting,
+            the_insecure_opt_in_reaches_a_lan_host, each_transport_failure_is_classified,
+            an_echoed_secret_is_never_shown, a_huge_retry_after_is_capped,
+            extra_headers_go_out_and_response_headers_come_back,
+            a_held_refresh_blocks_no_one);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -1,38 +1,37 @@
 //! tessera-std against the sandbox over real loopback sockets: the shared scenarios (every
 //! provider: fetch, reuse, refresh, 401-retry, validate, invalid credentials, lockout and
-//! backoff, 64 threads, every fault), plus what only the std client has: OAuth 2.0 body
-//! authentication, the background refresher, and its logs.
+//! backoff, 64 threads, every fault, the hostile-server suite), with tessera-std's default
+//! background refresh, plus what only the std client has: OAuth 2.0 body authentication, the
+//! background refresher thread, proxies, and its logs.
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use tessera_core::session::Config;
-use tessera_core::{AnyProvider, ClientAuth, Credentials, OAuth2, ProviderKind, Shogun};
-use tessera_sandbox::scenarios::{self, Failed, Harness, Info, ManualClock, TestClient};
-use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
-use tessera_std::{Client, Error, Options};
+use tessera_core::{ClientAuth, Credentials, ErrorKind, ProviderKind, Shogun};
+use tessera_sandbox::scenarios::{self, Called, Failed, Harness, Info, ManualClock, TestClient};
+use tessera_sandbox::{base_url_at, CountingListener, Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
+use tessera_std::{http, Client, Error, Options, OwnedProvider, Proxy};
 
-fn options() -> Options {
+/// The harness's options: 500 ms network timeouts, everything else tessera-std's defaults
+/// (background refresh included).
+fn options(allow_insecure_http: bool) -> Options {
+    let defaults = Options::default();
     Options {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_millis(500),
-        refresh_in_background: false,
         session: Config {
-            allow_insecure_http: false,
-            ..Config::default()
+            allow_insecure_http,
+            ..defaults.session
         },
-        ..Options::default()
+        ..defaults
     }
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 struct Std;
 
 struct StdClient {
-    client: Client<AnyProvider<'static>>,
+    client: Client<OwnedProvider>,
     clock: ManualClock,
 }
 
@@ -44,6 +43,7 @@ fn failed(e: Error) -> Failed {
     Failed {
         kind: e.kind(),
         retry_in,
+        cause: e.transport().map(|t| t.stage),
         text: format!("{e} / {e:?}"),
     }
 }
@@ -52,12 +52,48 @@ impl Harness for Std {
     type Client = StdClient;
 
     fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> StdClient {
+        self.client_at(&sb.base_url(kind), kind, secret, false)
+    }
+
+    fn client_at(
+        &self,
+        base_url: &str,
+        kind: ProviderKind,
+        secret: &str,
+        allow_insecure_http: bool,
+    ) -> StdClient {
         scenarios::capture_logs();
-        let provider = AnyProvider::new(kind, leak(sb.base_url(kind)));
+        let provider = OwnedProvider::new(kind, base_url);
         let clock = ManualClock::default();
         let creds = Credentials::new(CLIENT_ID, secret).unwrap();
-        let client = Client::with_clock(provider, creds, options(), Arc::new(clock.clone()));
+        let options = options(allow_insecure_http);
+        let client = Client::with_clock(provider, creds, options, Arc::new(clock.clone()));
         StdClient { client, clock }
+    }
+}
+
+impl StdClient {
+    fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Called, Failed> {
+        let mut request = http::Request::get(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self
+            .client
+            .call(request.body(Vec::<u8>::new()).expect("a valid request"))
+            .map_err(failed)?;
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), v)
+            })
+            .collect();
+        Ok(Called {
+            status: response.status().as_u16(),
+            headers,
+        })
     }
 }
 
@@ -84,10 +120,34 @@ impl TestClient for StdClient {
     }
 
     fn call(&self, url: &str) -> Result<u16, Failed> {
-        self.client
-            .call("GET", url, None)
-            .map(|r| r.status)
-            .map_err(failed)
+        self.get(url, &[]).map(|c| c.status)
+    }
+
+    fn call_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<Called, Failed> {
+        self.get(url, headers)
+    }
+
+    fn token_and_calls_at_once(&self, n: usize, url: &str) -> Vec<Result<String, Failed>> {
+        let barrier = Arc::new(Barrier::new(n));
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let b = Arc::clone(&barrier);
+                let c = StdClient {
+                    client: self.client.clone(),
+                    clock: self.clock.clone(),
+                };
+                let url = url.to_owned();
+                std::thread::spawn(move || {
+                    b.wait();
+                    if i % 2 == 0 {
+                        c.token()
+                    } else {
+                        c.call(&url).map(|status| format!("status {status}"))
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     }
 
     fn validate(&self, shogun_base: &str) -> Result<Info, Failed> {
@@ -126,22 +186,20 @@ tessera_sandbox::scenario_tests!(Std);
 fn oauth2_body_authentication_and_scope_work_too() {
     let sb = Sandbox::start().unwrap();
     scenarios::capture_logs();
-    let idp = OAuth2::new(leak(sb.base_url(ProviderKind::OAuth2)))
+    let idp = OwnedProvider::new(ProviderKind::OAuth2, sb.base_url(ProviderKind::OAuth2))
         .with_auth(ClientAuth::Body)
         .with_scope("TRANSACTION_READ");
-    let c = Client::with_options(
+    let c: Client<_> = Client::with_options(
         idp,
         Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
-        options(),
+        options(false),
     );
     let t = c.token().unwrap();
     assert_eq!(t.scopes(), ["TRANSACTION_READ"]);
-    assert_eq!(
-        c.call("GET", &sb.protected_url(ProviderKind::OAuth2), None)
-            .unwrap()
-            .status,
-        200
-    );
+    let request = http::Request::get(sb.protected_url(ProviderKind::OAuth2))
+        .body(Vec::<u8>::new())
+        .unwrap();
+    assert_eq!(c.call(request).unwrap().status(), 200);
 }
 
 #[test]
@@ -154,18 +212,62 @@ fn the_background_refresher_keeps_the_token_fresh() {
     c.clock.advance(Duration::from_secs(3300));
     // The manual clock jumped: wake the refresher so it reads it again.
     c.client.wake_waiters();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sb.count(Endpoint::Token(ProviderKind::OAuth2)) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the refresher did not refresh"
-        );
-        std::thread::yield_now();
-    }
+    assert!(
+        scenarios::eventually(Duration::from_secs(10), || c
+            .client
+            .grant()
+            .is_some_and(|g| g.access_token() != first.as_str())),
+        "the refresher did not refresh"
+    );
     drop(refresher);
     // Callers never waited: the new token is simply there.
     assert_ne!(c.token().unwrap(), first);
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);
+}
+
+/// A fake proxy that refuses every tunnel.
+const PROXY_502: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn plaintext_requests_never_go_through_a_proxy() {
+    let sb = Sandbox::start().unwrap();
+    let proxy = CountingListener::answering(PROXY_502).unwrap();
+    let kind = ProviderKind::OAuth2;
+    let with_proxy = |base: String| {
+        let options = Options {
+            proxy: Proxy::url(&format!("http://{}", proxy.addr())).unwrap(),
+            ..options(false)
+        };
+        let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
+        Client::<_>::with_options(OwnedProvider::new(kind, base), creds, options)
+    };
+    // Loopback plaintext goes direct, not through the proxy.
+    let c = with_proxy(sb.base_url(kind));
+    c.token().unwrap();
+    assert_eq!(sb.count(Endpoint::Token(kind)), 1);
+    // Plaintext off the machine is refused: neither the proxy nor the target is reached.
+    let target = CountingListener::start().unwrap();
+    let c = with_proxy(base_url_at(
+        &format!("http://0.0.0.0:{}", target.port()),
+        kind,
+    ));
+    assert_eq!(c.token().unwrap_err().kind(), ErrorKind::Insecure);
+    assert_eq!(target.accepted(), 0);
+    // HTTPS does use it: the proxy is asked for a tunnel, refuses, and that is a failure.
+    let c = with_proxy(base_url_at("https://127.0.0.1:9", kind));
+    let e = c.token().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert_eq!(
+        proxy.accepted(),
+        1,
+        "only the https request reached the proxy"
+    );
+    assert!(proxy.wait_requests(1, Duration::from_secs(5)));
+    assert!(
+        proxy.requests()[0].starts_with("CONNECT 127.0.0.1:9 "),
+        "{:?}",
+        proxy.requests()
+    );
 }
 
 #[test]

@@ -70,6 +70,6 @@ pub use provider::{
     SHOGUN_BASE_URL, STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
 };
 pub use request::{bearer_header, Headers, Method, Request, Url, FORM, JSON};
-pub use session::{Bearer, Config, Poll, Session, Step, Ticket, TokenId};
+pub use session::{Bearer, Config, Poll, Restored, Session, Step, Ticket, TokenId};
 pub use time::{Clock, Instant};
 pub use transport::{Stage, TransportError};

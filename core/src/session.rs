@@ -261,6 +261,18 @@ pub enum Poll<'s, const TOKEN: usize, const REFRESH: usize> {
     Failed(ErrorKind),
 }
 
+/// A token [`Session::restore`] adopted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Restored {
+    /// Its id, for [`Session::reject`].
+    pub id: TokenId,
+    /// From when the session asks for a refresh (at once when this is already past).
+    pub refresh_at: Instant,
+    /// Until when it is served.
+    pub usable_until: Instant,
+}
+
 /// What a background refresher does now: [`Session::refresher_step`].
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -532,7 +544,8 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
     /// let mut s: Session<_> = Session::new(idp, creds(), Config::default(), 2);
     /// let later = WallTime::new(1_700_000_600_000, Duration::from_secs(2));
     /// let mut bytes = saved.clone();
-    /// s.restore(Instant::ZERO, Some(later), Key::Credentials, &mut bytes).unwrap();
+    /// let restored = s.restore(Instant::ZERO, Some(later), Key::Credentials, &mut bytes).unwrap();
+    /// assert!(restored.usable_until > Instant::ZERO);
     /// assert!(matches!(s.poll(Instant::ZERO), Poll::Ready(b) if b.token() == "t0k"));
     /// ```
     pub fn snapshot<'o>(
@@ -604,7 +617,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         wall: Option<WallTime>,
         key: Key<'_>,
         bytes: &mut [u8],
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<Restored, SnapshotError> {
         let wall = wall.ok_or(SnapshotError::NoWallClock)?;
         let keys = Keys::derive(&self.provider, &self.credentials, key)?;
         let outcome = match snapshot::open(&keys, &mut *bytes) {
@@ -749,7 +762,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         wall: WallTime,
         meta: &snapshot::Meta,
         json: &[u8],
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<Restored, SnapshotError> {
         let uncertainty = millis(wall.uncertainty);
         // Judge by the latest the clock may really read: never serve past expiry.
         let latest = wall.unix_ms.saturating_add(uncertainty);
@@ -788,7 +801,20 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         self.backoff_until = None;
         self.sticky = false;
         self.failure = None;
-        Ok(())
+        Ok(Restored {
+            id,
+            refresh_at: timing.refresh_at,
+            usable_until: timing.usable_until,
+        })
+    }
+
+    /// The fingerprint of this session's snapshot binding under `key` (provider identity,
+    /// client id, credential, key): the same for every process sharing the credential, and
+    /// different as soon as any of them differs. A store names its records by it (see
+    /// [`crate::snapshot`]); it reveals nothing of the secret beyond what an offline guess of
+    /// a weak secret could confirm (use [`Key::Application`] where that matters).
+    pub fn binding(&self, key: Key<'_>) -> Result<[u8; 8], SnapshotError> {
+        Keys::derive(&self.provider, &self.credentials, key).map(|k| k.fingerprint())
     }
 
     /// Writes the grant as a token response (the snapshot's plaintext) into `out`.

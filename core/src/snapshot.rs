@@ -32,9 +32,11 @@
 use core::fmt;
 use core::time::Duration;
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
 use hmac::{Hmac, Mac};
+use poly1305::universal_hash::{KeyInit, UniversalHash};
+use poly1305::Poly1305;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
@@ -190,6 +192,11 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32], SnapshotError> {
 }
 
 impl Keys {
+    /// The binding's fingerprint (stored in the clear in every snapshot).
+    pub(crate) fn fingerprint(&self) -> [u8; FINGERPRINT] {
+        self.fingerprint
+    }
+
     /// The keys for `provider` + `credentials` under `key`.
     pub(crate) fn derive(
         provider: &impl Provider,
@@ -230,9 +237,62 @@ impl Keys {
         root.zeroize();
         keys
     }
+}
 
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(&self.enc.into())
+/// RFC 8439's ChaCha20-Poly1305, from its two primitives: every step returns an error
+/// where the `chacha20poly1305` crate unwraps one (a panic path the firmware must not
+/// carry). Checked against RFC 8439's test vector and, in tests, against that crate.
+pub(crate) struct Aead<'k> {
+    key: &'k [u8; 32],
+    nonce: [u8; NONCE],
+}
+
+impl Aead<'_> {
+    /// The cipher positioned at block 1, and the Poly1305 keyed from block 0.
+    fn start(&self) -> Result<(ChaCha20, Poly1305), ()> {
+        let mut cipher = ChaCha20::new(self.key.into(), (&self.nonce).into());
+        let mut block0 = [0u8; 64];
+        cipher.try_apply_keystream(&mut block0).map_err(|_| ())?;
+        let mut poly_key = [0u8; 32];
+        poly_key
+            .iter_mut()
+            .zip(block0.iter())
+            .for_each(|(d, s)| *d = *s);
+        let mac = Poly1305::new((&poly_key).into());
+        block0.zeroize();
+        poly_key.zeroize();
+        Ok((cipher, mac))
+    }
+
+    fn authenticate(mut mac: Poly1305, aad: &[u8], ciphertext: &[u8]) -> Poly1305 {
+        mac.update_padded(aad);
+        mac.update_padded(ciphertext);
+        let mut lengths = [0u8; 16];
+        let (a, c) = lengths.split_at_mut(8);
+        a.iter_mut()
+            .zip((aad.len() as u64).to_le_bytes())
+            .for_each(|(d, s)| *d = s);
+        c.iter_mut()
+            .zip((ciphertext.len() as u64).to_le_bytes())
+            .for_each(|(d, s)| *d = s);
+        mac.update_padded(&lengths);
+        mac
+    }
+
+    /// Encrypts `body` in place; the tag.
+    pub(crate) fn seal(&self, aad: &[u8], body: &mut [u8]) -> Result<[u8; TAG], ()> {
+        let (mut cipher, mac) = self.start()?;
+        cipher.try_apply_keystream(body).map_err(|_| ())?;
+        Ok(Self::authenticate(mac, aad, body).finalize().into())
+    }
+
+    /// Checks `tag`, then decrypts `body` in place (untouched when the tag is wrong).
+    pub(crate) fn open(&self, aad: &[u8], body: &mut [u8], tag: &[u8; TAG]) -> Result<(), ()> {
+        let (mut cipher, mac) = self.start()?;
+        Self::authenticate(mac, aad, body)
+            .verify(tag.into())
+            .map_err(|_| ())?;
+        cipher.try_apply_keystream(body).map_err(|_| ())
     }
 }
 
@@ -275,11 +335,11 @@ pub(crate) fn seal(
         .skip(4 + FINGERPRINT)
         .zip(nonce)
         .for_each(|(d, s)| *d = s);
-    let nonce = Nonce::from(nonce);
-    let tag = keys
-        .cipher()
-        .encrypt_in_place_detached(&nonce, header, body)
-        .map_err(|_| too_small)?;
+    let aead = Aead {
+        key: &keys.enc,
+        nonce,
+    };
+    let tag = aead.seal(header, body).map_err(|_| too_small)?;
     tag_out
         .iter_mut()
         .zip(tag.iter())
@@ -336,9 +396,11 @@ pub(crate) fn open<'b>(
         .and_then(|n| n.try_into().ok())
         .ok_or(SnapshotError::Truncated)?;
     let tag: [u8; TAG] = (&*tag).try_into().map_err(|_| SnapshotError::Truncated)?;
-    let (nonce, tag) = (Nonce::from(nonce), Tag::from(tag));
-    keys.cipher()
-        .decrypt_in_place_detached(&nonce, header, body, &tag)
+    let aead = Aead {
+        key: &keys.enc,
+        nonce,
+    };
+    aead.open(header, body, &tag)
         .map_err(|_| SnapshotError::Tampered)?;
     let (meta, json) = body
         .split_at_checked(META)
@@ -364,4 +426,66 @@ fn get(buf: &[u8], at: usize) -> u64 {
         b.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
     }
     u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: std::string::String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn aead_matches_rfc8439_2_8_2() {
+        let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
+        let nonce: [u8; 12] = unhex("070000004041424344454647").try_into().unwrap();
+        let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+        let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let mut body = plain.to_vec();
+        let aead = Aead { key: &key, nonce };
+        let tag = aead.seal(&aad, &mut body).unwrap();
+        let want = unhex(
+            "d31a8d34648e60db7b86afbc53ef7ec2 a4aded51296e08fea9e2b5a736ee62d6
+             3dbea45e8ca9671282fafb69da92728b 1a71de0a9e060b2905d6a5b67ecd3b36
+             92ddbd7f2d778b8c9803aee328091b58 fab324e4fad675945585808b4831d7bc
+             3ff4def08e4b7a9de576d26586cec64b 6116",
+        );
+        assert_eq!(body, want);
+        assert_eq!(tag.to_vec(), unhex("1ae10b594f09e26a7e902ecbd0600691"));
+        aead.open(&aad, &mut body, &tag).unwrap();
+        assert_eq!(body, plain);
+        // A wrong tag leaves the ciphertext untouched.
+        let mut bad = tag;
+        bad[0] ^= 1;
+        let mut sealed = want.clone();
+        assert!(aead.open(&aad, &mut sealed, &bad).is_err());
+        assert_eq!(sealed, want);
+    }
+
+    #[test]
+    fn aead_agrees_with_the_chacha20poly1305_crate() {
+        use chacha20poly1305::aead::AeadInPlace;
+        use chacha20poly1305::KeyInit as _;
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 200, 1100] {
+            let key: [u8; 32] = core::array::from_fn(|i| (i * 7 + len) as u8);
+            let nonce: [u8; 12] = core::array::from_fn(|i| (i * 13 + len) as u8);
+            let aad: Vec<u8> = (0..(len % 29)).map(|i| i as u8).collect();
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            let mut ours = plain.clone();
+            let tag = Aead { key: &key, nonce }.seal(&aad, &mut ours).unwrap();
+            let mut theirs = plain.clone();
+            let want = chacha20poly1305::ChaCha20Poly1305::new(&key.into())
+                .encrypt_in_place_detached(&nonce.into(), &aad, &mut theirs)
+                .unwrap();
+            assert_eq!(ours, theirs, "{len}");
+            assert_eq!(tag.as_slice(), want.as_slice(), "{len}");
+        }
+    }
 }

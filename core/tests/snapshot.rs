@@ -67,7 +67,9 @@ fn token(s: &mut S, now: u64) -> Option<(String, bool)> {
 fn restore_at(bytes: &[u8], wall_now: WallTime) -> (S, Result<(), SnapshotError>) {
     let mut s = session();
     let mut copy = bytes.to_vec();
-    let r = s.restore(at(0), Some(wall_now), Key::Credentials, &mut copy);
+    let r = s
+        .restore(at(0), Some(wall_now), Key::Credentials, &mut copy)
+        .map(drop);
     (s, r)
 }
 
@@ -215,9 +217,14 @@ fn an_application_key_seals_and_binds_too() {
         .unwrap()
         .to_vec();
     let mut copy = snap.clone();
-    session()
+    let mut s = session();
+    let restored = s
         .restore(at(0), Some(wall(WALL0)), Key::Application(&app), &mut copy)
         .unwrap();
+    // One hour, less the 5 min margin and the 2 s allowance.
+    assert_eq!(restored.refresh_at, at(3300 * SEC));
+    assert_eq!(restored.usable_until, at(3598 * SEC));
+    assert!(matches!(s.poll(at(0)), Poll::Ready(b) if b.id() == restored.id));
     // The credential still binds it: the same key with a rotated secret is refused.
     let mut other = session_for(OAuth2::new(IDP), "terminal-7", "rotated-77c1");
     let mut copy = snap.clone();
@@ -420,4 +427,21 @@ proptest! {
             );
         }
     }
+}
+
+#[test]
+fn the_binding_names_the_credential_not_the_secret() {
+    let a = session().binding(Key::Credentials).unwrap();
+    assert_eq!(a, session().binding(Key::Credentials).unwrap(), "stable");
+    let rotated = session_for(OAuth2::new(IDP), "terminal-7", "rotated-77c1");
+    assert_ne!(a, rotated.binding(Key::Credentials).unwrap());
+    let scoped = session_for(
+        OAuth2::new(IDP).with_scope("pay:read"),
+        "terminal-7",
+        SECRET,
+    );
+    assert_ne!(a, scoped.binding(Key::Credentials).unwrap());
+    assert_ne!(a, session().binding(Key::Application(&[1; 32])).unwrap());
+    // It is the fingerprint the snapshot carries.
+    assert_eq!(&saved(0)[4..12], a.as_slice());
 }

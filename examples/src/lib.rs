@@ -1,15 +1,18 @@
-//! Shared pieces of Tessera's host tools: the one-line JSON reports the `tessera` CLI prints.
+//! Shared pieces of Tessera's host tools: the one-line JSON reports the `tessera` CLI prints,
+//! and the provider and network options the CLI and the quickstart share.
 //!
 //! Keys appear in the documented order, so the output is stable for scripts and tests.
 #![forbid(unsafe_code)]
 
 use std::io::Read;
+use std::time::Duration;
 
 use serde_json::Value;
 use tessera_core::session::{Cause, Failure};
 use tessera_core::{
-    AnyProvider, ClientAuth, Detail, Error, ErrorKind, Grant, OAuth2, ProviderKind, TokenInfo,
+    ClientAuth, Detail, Error, ErrorKind, Grant, ProviderKind, TokenInfo, TransportError,
 };
+use tessera_std::{Options, OwnedProvider, Trust};
 
 /// Writes `{"k":v,...}` with keys in the given order.
 fn object(fields: &[(&str, Value)]) -> String {
@@ -58,18 +61,23 @@ pub fn info_json(i: &TokenInfo) -> String {
     ])
 }
 
-/// `{"ok":false,"kind":…,"code":…,"message":…,"trace_id":…,"field":…,"needed":…}`.
+/// `{"ok":false,"kind":…,"cause":…,"detail":…,"code":…,"message":…,"trace_id":…,"field":…,"needed":…}`.
+///
+/// `cause` and `detail` say which network stage failed and how (`"cause":"tls",
+/// "detail":"certificate not trusted"`) when `kind` is `transport`, and are null otherwise.
+/// `message` is the provider's own text, with the secret already scrubbed by the core.
 pub fn error_json(error: &Error, detail: Option<&Detail>) -> String {
     let (field, needed) = match *error {
         Error::Malformed { field, .. } => (field, None),
         Error::Capacity { field, needed, .. } => (Some(field), Some(needed)),
         _ => (None, None),
     };
-    error_parts(error.kind(), detail, field, needed)
+    error_parts(error.kind(), None, detail, field, needed)
 }
 
 fn error_parts(
     kind: ErrorKind,
+    transport: Option<TransportError>,
     detail: Option<&Detail>,
     field: Option<&str>,
     needed: Option<usize>,
@@ -77,6 +85,8 @@ fn error_parts(
     object(&[
         ("ok", false.into()),
         ("kind", kind.as_str().into()),
+        ("cause", opt(transport.map(|t| t.stage.as_str()))),
+        ("detail", opt(transport.map(|t| t.detail))),
         ("code", opt(detail.and_then(|d| d.code()))),
         ("message", opt(detail.and_then(|d| d.message()))),
         ("trace_id", opt(detail.and_then(|d| d.trace_id()))),
@@ -85,12 +95,17 @@ fn error_parts(
     ])
 }
 
-/// The same line for a lifecycle failure (network failures have kind `transport`).
+/// The same line for a transport failure: `"kind":"transport","cause":…,"detail":…`.
+pub fn transport_json(error: TransportError) -> String {
+    error_parts(ErrorKind::Transport, Some(error), None, None, None)
+}
+
+/// The same line for a lifecycle failure.
 pub fn failure_json(failure: &Failure) -> String {
     match &failure.cause {
         Cause::Response(r) => error_json(&r.error, Some(&r.detail)),
         Cause::Local(e) => error_json(e, None),
-        Cause::Transport(_) => error_parts(ErrorKind::Transport, None, None, None),
+        Cause::Transport(t) => transport_json(*t),
     }
 }
 
@@ -99,7 +114,10 @@ pub fn std_error_json(e: &tessera_std::Error) -> String {
     match e {
         tessera_std::Error::Token { failure, .. } => failure_json(failure),
         tessera_std::Error::Core(e) => error_json(e, None),
-        other => error_parts(other.kind(), None, None, None),
+        other => match other.transport() {
+            Some(t) => transport_json(t),
+            None => error_parts(other.kind(), None, None, None, None),
+        },
     }
 }
 
@@ -114,22 +132,26 @@ pub struct Target {
     pub scope: Option<String>,
     /// `--auth basic|body`, OAuth 2.0 only.
     pub auth: Option<String>,
+    /// `--ca FILE`: trust exactly the certificates in this PEM file (one or more) instead
+    /// of the compiled-in web roots.
+    pub ca: Option<String>,
+    /// `--allow-insecure-http`: let the secret and tokens travel over plaintext `http://`
+    /// to a host that is not loopback (a LAN sandbox only).
+    pub allow_insecure_http: bool,
+    /// `--timeout SECONDS`: the connect and whole-request timeouts (default 10 s and 30 s).
+    pub timeout: Option<Duration>,
 }
 
 impl Target {
-    /// The provider these options describe. Host tools run once per process, so the URL
-    /// strings are leaked to give the provider its `'static` borrow.
-    pub fn provider(&self, kind: ProviderKind) -> Result<AnyProvider<'static>, String> {
-        fn leak(s: &str) -> &'static str {
-            Box::leak(s.to_owned().into_boxed_str())
-        }
+    /// The provider these options describe, owning its strings.
+    pub fn provider(&self, kind: ProviderKind) -> Result<OwnedProvider, String> {
         if kind != ProviderKind::OAuth2 {
             if self.token_url.is_some() || self.scope.is_some() || self.auth.is_some() {
                 return Err("--token-url, --scope and --auth apply to oauth2 only".into());
             }
             return Ok(match &self.base_url {
-                Some(url) => AnyProvider::new(kind, leak(url)),
-                None => AnyProvider::default_for(kind),
+                Some(url) => OwnedProvider::new(kind, url.as_str()),
+                None => OwnedProvider::default_for(kind),
             });
         }
         let url = match (&self.token_url, &self.base_url) {
@@ -146,12 +168,37 @@ impl Target {
             Some("body") => ClientAuth::Body,
             Some(other) => return Err(format!("--auth `{other}`: expected basic or body")),
         };
-        let mut idp = OAuth2::new(leak(url)).with_auth(auth);
+        let mut idp = OwnedProvider::new(kind, url.as_str()).with_auth(auth);
         if let Some(scope) = &self.scope {
-            idp = idp.with_scope(leak(scope));
+            idp = idp.with_scope(scope.as_str());
         }
-        Ok(AnyProvider::OAuth2(idp))
+        Ok(idp)
     }
+
+    /// tessera-std's options for these settings: the trust roots of `--ca`, the insecure
+    /// opt-in, the timeouts. A `--ca` file that cannot be read or holds no certificate is
+    /// an error here, before any request.
+    pub fn options(&self) -> Result<Options, String> {
+        let mut options = Options::default();
+        if let Some(path) = &self.ca {
+            options.trust = Trust::from_pem_file(path).map_err(|e| format!("--ca {path}: {e}"))?;
+        }
+        options.session.allow_insecure_http = self.allow_insecure_http;
+        if let Some(t) = self.timeout {
+            options.connect_timeout = t;
+            options.request_timeout = t;
+        }
+        Ok(options)
+    }
+}
+
+/// `--timeout`'s value: seconds, fractions allowed (`0.5`), more than zero.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("--timeout `{text}`: expected seconds, e.g. 0.5 or 30"))
 }
 
 /// The client secret: `TESSERA_CLIENT_SECRET` if set, otherwise [`secret_from_stdin`].
@@ -174,4 +221,53 @@ pub fn secret_from_stdin() -> Result<String, String> {
         s.pop();
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transport_failure_names_its_stage() {
+        let line = transport_json(TransportError::new(
+            tessera_core::Stage::Tls,
+            "certificate not trusted",
+        ));
+        assert_eq!(
+            line,
+            r#"{"ok":false,"kind":"transport","cause":"tls","detail":"certificate not trusted","code":null,"message":null,"trace_id":null,"field":null,"needed":null}"#
+        );
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
+        for bad in ["0", "-1", "x", "NaN", "inf", "1e9"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn providers_own_their_urls() {
+        let url = String::from("https://idp.example/oauth2/token");
+        let target = Target {
+            token_url: Some(url),
+            scope: Some("read".into()),
+            ..Target::default()
+        };
+        let p = target.provider(ProviderKind::OAuth2).unwrap();
+        drop(target);
+        assert_eq!(p.kind(), ProviderKind::OAuth2);
+        let bad = Target {
+            scope: Some("x".into()),
+            ..Target::default()
+        };
+        assert!(bad.provider(ProviderKind::Setu).is_err());
+        let missing = Target {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..Target::default()
+        };
+        assert!(missing.options().unwrap_err().starts_with("--ca "));
+    }
 }

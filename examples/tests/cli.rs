@@ -38,31 +38,31 @@ fn parse_prints_one_line_per_outcome() {
             &["parse", "shogun", "--validate", "--status", "401"],
             "shogun-validate-401.json",
             1,
-            r#"{"ok":false,"kind":"token_invalid","code":null,"message":"Invalid authentication token","trace_id":null,"field":null,"needed":null}"#,
+            r#"{"ok":false,"kind":"token_invalid","cause":null,"detail":null,"code":null,"message":"Invalid authentication token","trace_id":null,"field":null,"needed":null}"#,
         ),
         (
             &["parse", "shogun", "--status", "429"],
             "shogun-token-429.json",
             1,
-            r#"{"ok":false,"kind":"rate_limited","code":null,"message":"Temporarily locked due to too many failed attempts.","trace_id":null,"field":null,"needed":null}"#,
+            r#"{"ok":false,"kind":"rate_limited","cause":null,"detail":null,"code":null,"message":"Temporarily locked due to too many failed attempts.","trace_id":null,"field":null,"needed":null}"#,
         ),
         (
             &["parse", "setu", "--status", "400"],
             "setu-token-400.json",
             1,
-            r#"{"ok":false,"kind":"invalid_credentials","code":"invalid-api-key","message":"API key invalid [cd4ea398-7ab3-47de-aa50-7c3b9b3f0a21], please recheck your credentials.","trace_id":"8b7bd233-5231-4bdd-8d48-aa4c0dae07b9","field":null,"needed":null}"#,
+            r#"{"ok":false,"kind":"invalid_credentials","cause":null,"detail":null,"code":"invalid-api-key","message":"API key invalid [cd4ea398-7ab3-47de-aa50-7c3b9b3f0a21], please recheck your credentials.","trace_id":"8b7bd233-5231-4bdd-8d48-aa4c0dae07b9","field":null,"needed":null}"#,
         ),
         (
             &["parse", "setu", "--status", "200"],
             "setu-token-200-as-published.json",
             1,
-            r#"{"ok":false,"kind":"malformed","code":null,"message":null,"trace_id":null,"field":null,"needed":null}"#,
+            r#"{"ok":false,"kind":"malformed","cause":null,"detail":null,"code":null,"message":null,"trace_id":null,"field":null,"needed":null}"#,
         ),
         (
             &["parse", "oauth2", "--status", "200"],
             "oauth2-token-over-capacity.json",
             1,
-            r#"{"ok":false,"kind":"capacity","code":null,"message":null,"trace_id":null,"field":"access_token","needed":2049}"#,
+            r#"{"ok":false,"kind":"capacity","cause":null,"detail":null,"code":null,"message":null,"trace_id":null,"field":"access_token","needed":2049}"#,
         ),
     ];
     for (args, file, code, line) in cases {
@@ -181,6 +181,17 @@ fn usage_errors_exit_2_and_never_echo_the_secret() {
 fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.args(args).env_remove("TESSERA_CLIENT_SECRET");
+    // Loopback tests: no proxy from the caller's environment.
+    for proxy in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(proxy);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -294,7 +305,10 @@ fn token_reports_provider_and_network_errors_as_json() {
         b"",
     );
     assert_eq!(code, 1);
-    assert!(out.contains(r#""kind":"transport""#), "{out}");
+    assert!(
+        out.contains(r#""kind":"transport","cause":"connect","detail":""#),
+        "{out}"
+    );
     // Usage errors.
     for args in [
         &["token", "oauth2", "--client-id", "c"][..],
@@ -314,5 +328,204 @@ fn token_reports_provider_and_network_errors_as_json() {
         let (code, _, err) = run_env(args, &[("TESSERA_CLIENT_SECRET", "TOPSECRET")], b"");
         assert_eq!(code, 2, "{args:?}");
         assert!(!err.contains("TOPSECRET"));
+    }
+}
+
+fn token_args<'a>(kind: &'a str, flag: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "token",
+        kind,
+        flag,
+        url,
+        "--client-id",
+        tessera_sandbox::CLIENT_ID,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `tessera token` with the sandbox's secret: (exit code, the JSON line, stderr).
+fn token_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let secret = tessera_sandbox::CLIENT_SECRET;
+    let (code, out, err) = run_env(args, &[("TESSERA_CLIENT_SECRET", secret)], b"");
+    assert!(
+        !out.contains(secret) && !err.contains(secret) && !out.contains("s3cr3t"),
+        "{args:?}: the secret was printed: {out}{err}"
+    );
+    let v = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    (code, v, format!("{out}{err}"))
+}
+
+fn pem(der: &[u8]) -> String {
+    tessera_sandbox::certificate_pem(der)
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("tessera-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn token_over_tls_trusts_exactly_the_ca_file() {
+    use tessera_sandbox::{ProviderKind, Sandbox};
+    let (sb, ca) = Sandbox::start_tls("127.0.0.1").unwrap();
+    let (_unrelated, other_ca) = Sandbox::start_tls("127.0.0.1").unwrap();
+    let url = sb.base_url(ProviderKind::OAuth2);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // One or more certificates: the sandbox's CA among others.
+    let both = TempFile::new("both.pem", &(pem(&other_ca) + &pem(&ca)));
+    let args = token_args("oauth2", "--token-url", &url, &["--ca", both.path()]);
+    let (code, v, all) = token_json(&args);
+    assert_eq!((code, &v["ok"]), (0, &true.into()), "{all}");
+    assert_eq!(
+        sb.count(tessera_sandbox::Endpoint::Token(ProviderKind::OAuth2)),
+        1
+    );
+    // Without --ca: the web roots, which do not hold the sandbox's CA.
+    let (code, v, all) = token_json(&token_args("oauth2", "--token-url", &url, &[]));
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(
+        (v["kind"].as_str(), v["cause"].as_str()),
+        (Some("transport"), Some("tls")),
+        "{all}"
+    );
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{all}");
+    // Exactly the file's roots: another CA alone does not vouch for this server.
+    let other = TempFile::new("other.pem", &pem(&other_ca));
+    let args = token_args("oauth2", "--token-url", &url, &["--ca", other.path()]);
+    let (code, v, all) = token_json(&args);
+    assert_eq!((code, v["cause"].as_str()), (1, Some("tls")), "{all}");
+    // No request reached the HTTP layer for the refused handshakes.
+    assert_eq!(
+        sb.count(tessera_sandbox::Endpoint::Token(ProviderKind::OAuth2)),
+        1
+    );
+    // A file with no certificate, or none at all: a usage error before any request.
+    let junk = TempFile::new("junk.pem", "not a certificate\n");
+    for path in [junk.path(), "/nonexistent/tessera/ca.pem"] {
+        let args = token_args("oauth2", "--token-url", &url, &["--ca", path]);
+        let (code, _, all) = token_json(&args);
+        assert_eq!(code, 2, "{path}: {all}");
+        assert!(all.contains("--ca"), "{all}");
+    }
+}
+
+#[test]
+fn plaintext_off_the_machine_is_refused_without_connecting() {
+    use tessera_sandbox::{base_url_at, CountingListener, ProviderKind};
+    let l = CountingListener::start().unwrap();
+    let origin = format!("http://0.0.0.0:{}", l.port());
+    for kind in ProviderKind::ALL {
+        let url = base_url_at(&origin, kind);
+        let flag = if kind == ProviderKind::OAuth2 {
+            "--token-url"
+        } else {
+            "--base-url"
+        };
+        let (code, v, all) = token_json(&token_args(kind.name(), flag, &url, &[]));
+        assert_eq!(
+            (code, v["kind"].as_str()),
+            (1, Some("insecure")),
+            "{kind}: {all}"
+        );
+        assert_eq!(v["cause"], serde_json::Value::Null, "{all}");
+    }
+    assert_eq!(l.accepted(), 0, "a connection was made");
+    // The explicit opt-in for a LAN sandbox does connect (and this listener hangs up).
+    let url = base_url_at(&origin, ProviderKind::OAuth2);
+    let args = token_args("oauth2", "--token-url", &url, &["--allow-insecure-http"]);
+    let (code, v, all) = token_json(&args);
+    assert_eq!((code, v["kind"].as_str()), (1, Some("transport")), "{all}");
+    assert!(v["cause"].is_string(), "{all}");
+    assert_eq!(l.accepted(), 1);
+}
+
+#[test]
+fn a_timeout_says_timeout() {
+    use tessera_sandbox::{Endpoint, Fault, ProviderKind, Sandbox};
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::Setu;
+    sb.inject(
+        Endpoint::Token(kind),
+        Fault::Delay(std::time::Duration::from_secs(5)),
+        1,
+    );
+    let url = sb.base_url(kind);
+    let args = token_args("setu", "--base-url", &url, &["--timeout", "0.5"]);
+    let started = std::time::Instant::now();
+    let (code, v, all) = token_json(&args);
+    assert_eq!(code, 1, "{all}");
+    assert_eq!(
+        (v["kind"].as_str(), v["cause"].as_str()),
+        (Some("transport"), Some("timeout")),
+        "{all}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the 0.5 s timeout was not applied"
+    );
+    let (code, _, all) = token_json(&token_args(
+        "setu",
+        "--base-url",
+        &url,
+        &["--timeout", "soon"],
+    ));
+    assert_eq!(code, 2, "{all}");
+}
+
+#[test]
+fn hostile_answers_are_classified_and_an_echoed_secret_is_not_printed() {
+    use tessera_sandbox::{Endpoint, Fault, ProviderKind, Sandbox};
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        let url = sb.base_url(kind);
+        let flag = if kind == ProviderKind::OAuth2 {
+            "--token-url"
+        } else {
+            "--base-url"
+        };
+        for (fault, cause) in [
+            (Fault::GarbageStatusLine, "protocol"),
+            (Fault::BrokenChunked, "protocol"),
+        ] {
+            sb.inject(Endpoint::Token(kind), fault.clone(), 1);
+            let (code, v, all) = token_json(&token_args(kind.name(), flag, &url, &[]));
+            assert_eq!(code, 1, "{kind} {fault:?}: {all}");
+            assert_eq!(v["cause"].as_str(), Some(cause), "{kind} {fault:?}: {all}");
+        }
+        // The provider repeats the request, secret and Basic header included, in its
+        // message: the message is printed, the secret is not (token_json checks).
+        sb.inject(Endpoint::Token(kind), Fault::EchoRequest, 1);
+        let (code, v, all) = token_json(&token_args(kind.name(), flag, &url, &[]));
+        assert_eq!(code, 1, "{kind}: {all}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains("bad request"), "{kind}: {all}");
+        let basic = sb
+            .last_headers(Endpoint::Token(kind))
+            .into_iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v);
+        if let Some(b64) = basic.as_deref().and_then(|v| v.strip_prefix("Basic ")) {
+            assert!(
+                !all.contains(&b64[..12]),
+                "{kind}: Basic credentials printed: {all}"
+            );
+        }
     }
 }

@@ -16,11 +16,17 @@ fn quickstart_passes_every_step_against_the_sandbox() {
     assert!(!stdout.contains("FAIL"), "{stdout}");
     let last = stdout.lines().last().unwrap();
     assert_eq!(
-        last, "quickstart: 5 providers, 27 passed, 0 failed",
+        last, "quickstart: 5 providers, 32 passed, 0 failed",
         "{stdout}"
     );
     for kind in ["shogun", "apimw", "setu", "stonex", "oauth2"] {
         assert!(stdout.lines().any(|l| l == kind), "{kind} section missing");
+        assert!(
+            stdout.contains(&format!(
+                "ok    call with an Idempotency-Key: Idempotency-Key quickstart-{kind}-0001 reached the API"
+            )),
+            "{kind}: {stdout}"
+        );
     }
     assert!(!stdout.contains(tessera_sandbox::CLIENT_SECRET));
 }

@@ -2,14 +2,16 @@
 //!
 //! With no arguments it starts the built-in sandbox on loopback and walks every provider
 //! through the real flow: first token, cached reuse, proactive refresh, a downstream 401
-//! that is refreshed and retried, Shogun's validate, a wrong secret (one request, no retry
-//! storm) and Shogun's lockout (backoff honoured). It prints what happened and exits
+//! that is refreshed and retried, a payment-style call with an `Idempotency-Key` (request
+//! headers out, response headers back), Shogun's validate, a wrong secret (one request, no
+//! retry storm) and Shogun's lockout (backoff honoured). It prints what happened and exits
 //! non-zero if any step did not behave.
 //!
 //! ```text
 //! quickstart
 //! quickstart --provider <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
 //!            --client-id <id> [--scope <s>] [--auth basic|body]
+//!            [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
 //!            (secret in TESSERA_CLIENT_SECRET, or on stdin)
 //! ```
 //! The second form runs against a real provider instead.
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use tessera_core::{AnyProvider, Credentials, ErrorKind, ProviderKind, Shogun};
 use tessera_examples::{grant_json, read_secret, Target};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
-use tessera_std::{Client, Error, Options};
+use tessera_std::{http, Client, Error, Options, OwnedProvider};
 
 /// Lifetime the sandbox gives tokens here: short, so proactive refresh happens in seconds.
 const SHORT_LIFETIME_S: u64 = 2;
@@ -57,16 +59,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
-}
-
 fn options() -> Options {
     // Refresh in the caller's thread so the report shows each request as it happens.
     Options {
         refresh_in_background: false,
         ..Options::default()
     }
+}
+
+fn client(
+    provider: OwnedProvider,
+    credentials: Credentials,
+    options: Options,
+) -> Client<OwnedProvider> {
+    Client::with_options(provider, credentials, options)
 }
 
 fn tour() -> Result<ExitCode, String> {
@@ -83,16 +89,21 @@ fn tour() -> Result<ExitCode, String> {
     for kind in ProviderKind::ALL {
         println!("\n{kind}");
         sb.set_lifetime(kind, SHORT_LIFETIME_S);
-        let base = leak(sb.base_url(kind));
+        let base = sb.base_url(kind);
         let credentials = Credentials::new(CLIENT_ID, CLIENT_SECRET).map_err(|e| e.to_string())?;
-        let client = Client::with_options(AnyProvider::new(kind, base), credentials, options());
+        let client = client(
+            OwnedProvider::new(kind, base.as_str()),
+            credentials,
+            options(),
+        );
         walk(&mut report, &sb, kind, &client);
+        idempotent_call(&mut report, &sb, kind, &client);
         if kind == ProviderKind::Shogun {
-            validate(&mut report, &client, base);
+            validate(&mut report, &client, &base);
         }
-        wrong_secret(&mut report, &sb, kind, base);
+        wrong_secret(&mut report, &sb, kind, &base);
         if kind == ProviderKind::Shogun {
-            lockout(&mut report, &sb, base);
+            lockout(&mut report, &sb, &base);
         }
     }
     println!(
@@ -112,12 +123,7 @@ fn requests(sb: &Sandbox, kind: ProviderKind) -> u64 {
     sb.count(Endpoint::Token(kind))
 }
 
-fn walk(
-    report: &mut Report,
-    sb: &Sandbox,
-    kind: ProviderKind,
-    client: &Client<AnyProvider<'static>>,
-) {
+fn walk(report: &mut Report, sb: &Sandbox, kind: ProviderKind, client: &Client<OwnedProvider>) {
     let started = Instant::now();
     let first = client.token();
     let elapsed = started.elapsed();
@@ -176,22 +182,61 @@ fn walk(
     sb.revoke_all(kind);
     let before = requests(sb, kind);
     let protected_before = sb.count(Endpoint::Protected(kind));
-    let call = client.call("GET", &sb.protected_url(kind), None);
+    let call = http::Request::get(sb.protected_url(kind))
+        .body(Vec::<u8>::new())
+        .map_err(|e| e.to_string())
+        .and_then(|request| client.call(request).map_err(|e| e.to_string()));
     report.step(
         "downstream 401 -> refresh -> retry",
         match call {
-            Ok(r) if r.status == 200 => Ok(format!(
+            Ok(r) if r.status() == 200 => Ok(format!(
                 "the provider revoked the token; the call got 401, fetched {} new token and its retry got 200 ({} calls)",
                 requests(sb, kind) - before,
                 sb.count(Endpoint::Protected(kind)) - protected_before
             )),
-            Ok(r) => Err(format!("HTTP {}", r.status)),
-            Err(e) => Err(e.to_string()),
+            Ok(r) => Err(format!("HTTP {}", r.status())),
+            Err(e) => Err(e),
         },
     );
 }
 
-fn validate(report: &mut Report, client: &Client<AnyProvider<'static>>, base: &'static str) {
+/// A payment-style call: the caller's own headers (an `Idempotency-Key`, so a retried
+/// payment is not charged twice) go out beside the bearer token, and the response's headers
+/// come back.
+fn idempotent_call(
+    report: &mut Report,
+    sb: &Sandbox,
+    kind: ProviderKind,
+    client: &Client<OwnedProvider>,
+) {
+    let key = format!("quickstart-{kind}-0001");
+    let outcome = http::Request::get(sb.protected_url(kind))
+        .header("Idempotency-Key", key.as_str())
+        .body(Vec::<u8>::new())
+        .map_err(|e| e.to_string())
+        .and_then(|request| client.call(request).map_err(|e| e.to_string()))
+        .and_then(|response| {
+            let seen = sb.last_headers(Endpoint::Protected(kind));
+            let arrived = seen
+                .iter()
+                .any(|(k, v)| k == "idempotency-key" && *v == key);
+            let request_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok());
+            match (response.status().as_u16(), arrived, request_id) {
+                (200, true, Some(id)) => Ok(format!(
+                    "Idempotency-Key {key} reached the API; it answered 200 with X-Request-Id {id}"
+                )),
+                (status, arrived, id) => Err(format!(
+                    "HTTP {status}, key arrived: {arrived}, X-Request-Id {id:?}"
+                )),
+            }
+        });
+    report.step("call with an Idempotency-Key", outcome);
+}
+
+fn validate(report: &mut Report, client: &Client<OwnedProvider>, base: &str) {
     let shogun = Shogun::with_base_url(base);
     report.step(
         "validate",
@@ -208,11 +253,11 @@ fn validate(report: &mut Report, client: &Client<AnyProvider<'static>>, base: &'
     );
 }
 
-fn wrong_secret(report: &mut Report, sb: &Sandbox, kind: ProviderKind, base: &'static str) {
+fn wrong_secret(report: &mut Report, sb: &Sandbox, kind: ProviderKind, base: &str) {
     let Ok(credentials) = Credentials::new(CLIENT_ID, "not the secret") else {
         return;
     };
-    let client = Client::with_options(AnyProvider::new(kind, base), credentials, options());
+    let client = client(OwnedProvider::new(kind, base), credentials, options());
     let before = requests(sb, kind);
     let errors: Vec<Error> = (0..10).filter_map(|_| client.token().err()).collect();
     let sent = requests(sb, kind) - before;
@@ -230,13 +275,13 @@ fn wrong_secret(report: &mut Report, sb: &Sandbox, kind: ProviderKind, base: &'s
     );
 }
 
-fn lockout(report: &mut Report, sb: &Sandbox, base: &'static str) {
+fn lockout(report: &mut Report, sb: &Sandbox, base: &str) {
     let kind = ProviderKind::Shogun;
     sb.set_lockout(3, Duration::from_secs(1));
     let Ok(credentials) = Credentials::new(CLIENT_ID, "typo") else {
         return;
     };
-    let client = Client::with_options(AnyProvider::new(kind, base), credentials, options());
+    let client = client(OwnedProvider::new(kind, base), credentials, options());
     // A person pressing "try again": each press is one request, and the third locks the account.
     let mut last = None;
     for _ in 0..3 {
@@ -298,15 +343,26 @@ fn live(args: &[String]) -> Result<ExitCode, String> {
             "--client-id" => client_id = Some(value()?),
             "--scope" => target.scope = Some(value()?),
             "--auth" => target.auth = Some(value()?),
+            "--ca" => target.ca = Some(value()?),
+            "--timeout" => target.timeout = Some(tessera_examples::parse_timeout(&value()?)?),
+            "--allow-insecure-http" => target.allow_insecure_http = true,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
     let kind = kind.ok_or("--provider is required")?;
     let client_id = client_id.ok_or("--client-id is required")?;
     let provider = target.provider(kind)?;
+    let shogun_base = match provider.provider() {
+        AnyProvider::Shogun(_) => target.base_url.clone(),
+        _ => None,
+    };
+    let options = Options {
+        refresh_in_background: false,
+        ..target.options()?
+    };
     let secret = read_secret()?;
     let credentials = Credentials::new(&client_id, &secret).map_err(|e| e.to_string())?;
-    let client = Client::with_options(provider, credentials, options());
+    let client = client(provider, credentials, options);
     println!("Tessera quickstart against {kind} as {client_id:?}");
     let mut report = Report {
         passed: 0,
@@ -340,7 +396,11 @@ fn live(args: &[String]) -> Result<ExitCode, String> {
                 Err("the token changed".into())
             },
         );
-        if let AnyProvider::Shogun(shogun) = target.provider(kind)? {
+        if kind == ProviderKind::Shogun {
+            let shogun = match shogun_base.as_deref() {
+                Some(url) => Shogun::with_base_url(url),
+                None => Shogun::new(),
+            };
             report.step(
                 "validate",
                 client

@@ -6,11 +6,19 @@
 //!                                                          secret on stdin
 //! tessera token <provider> [--base-url <url> | --token-url <url>] --client-id <id>
 //!               [--scope <s>] [--auth basic|body] [--show-token]
+//!               [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
 //!                               secret in TESSERA_CLIENT_SECRET, or on stdin
 //! ```
 //! `parse` and `token` print one line of JSON; exit 0 for a grant or token info, 1 for a
 //! provider (or network) error, 2 for a usage error. `request` prints the exact request
 //! body bytes.
+//!
+//! A network failure prints `"kind":"transport"` with `"cause"` (`dns`, `connect`, `tls`,
+//! `timeout`, `protocol` or `io`) and a short `"detail"`. An `http://` URL to a host that is
+//! not loopback is refused before connecting (`"kind":"insecure"`) unless
+//! `--allow-insecure-http` says it is a LAN sandbox. `--ca` trusts exactly the certificates
+//! in the file instead of the compiled-in web roots. Proxies come from `HTTPS_PROXY` /
+//! `ALL_PROXY` (and `NO_PROXY`) for `https://` URLs; plaintext requests never use one.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -20,7 +28,8 @@ use tessera_core::{
     TokenInfo,
 };
 use tessera_examples::{
-    error_json, grant_json, info_json, read_secret, secret_from_stdin, std_error_json, Target,
+    error_json, grant_json, info_json, parse_timeout, read_secret, secret_from_stdin,
+    std_error_json, Target,
 };
 
 const USAGE: &str = "usage:
@@ -29,6 +38,7 @@ const USAGE: &str = "usage:
                                                                           (secret on stdin)
   tessera token <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
                 --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
+                [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
                                   (secret in TESSERA_CLIENT_SECRET, or on stdin)";
 
 /// A usage error: printed with the usage text, exit 2.
@@ -208,8 +218,10 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             "--client-id",
             "--scope",
             "--auth",
+            "--ca",
+            "--timeout",
         ],
-        &["--show-token"],
+        &["--show-token", "--allow-insecure-http"],
     )?;
     let client_id = args
         .value("--client-id")
@@ -219,15 +231,24 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
         token_url: args.value("--token-url").map(str::to_owned),
         scope: args.value("--scope").map(str::to_owned),
         auth: args.value("--auth").map(str::to_owned),
+        ca: args.value("--ca").map(str::to_owned),
+        allow_insecure_http: args.has("--allow-insecure-http"),
+        timeout: args
+            .value("--timeout")
+            .map(parse_timeout)
+            .transpose()
+            .map_err(Usage)?,
     };
     let provider = target.provider(args.provider).map_err(Usage)?;
+    let options = tessera_std::Options {
+        // One fetch and exit: nothing to refresh in the background.
+        refresh_in_background: false,
+        ..target.options().map_err(Usage)?
+    };
     let secret = read_secret().map_err(Usage)?;
     let credentials = Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
-    let options = tessera_std::Options {
-        refresh_in_background: false,
-        ..Default::default()
-    };
-    let client = tessera_std::Client::with_options(provider, credentials, options);
+    let client: tessera_std::Client<_> =
+        tessera_std::Client::with_options(provider, credentials, options);
     match client.token().map(|_| client.grant()) {
         Ok(Some(grant)) => {
             println!("{}", grant_json(&grant, args.has("--show-token")));

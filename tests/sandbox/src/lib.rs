@@ -38,7 +38,7 @@ pub use faults::{Fault, BROKEN_CHUNKED, GARBAGE_STATUS_LINE};
 pub use gate::Gate;
 pub use jwt::{iso8601_no_zone, issued_tokens};
 pub use listener::CountingListener;
-pub use server::{base_url_at, Sandbox};
+pub use server::{base_url_at, certificate_pem, Sandbox};
 
 /// The client id every provider accepts by default.
 pub const CLIENT_ID: &str = "tessera-sandbox-client";

@@ -358,6 +358,20 @@ where
         .await;
 }
 
+/// A DER certificate (such as [`Sandbox::start_tls`]'s CA) as one PEM block, the form
+/// `--ca` files and most TLS settings take.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// A fresh CA, and a server certificate for `common_name` it signed: (CA DER, config).
 fn tls_identity(
     common_name: &str,

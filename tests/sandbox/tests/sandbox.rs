@@ -213,3 +213,13 @@ fn the_counting_listener_can_answer_like_a_proxy() {
     assert_eq!(l.accepted(), 1);
     assert!(l.requests()[0].starts_with("GET http://example.invalid/ HTTP/1.1"));
 }
+
+#[test]
+fn certificates_convert_to_pem() {
+    let pem = tessera_sandbox::certificate_pem(&[0u8; 100]);
+    let lines: Vec<&str> = pem.lines().collect();
+    assert_eq!(lines.first(), Some(&"-----BEGIN CERTIFICATE-----"));
+    assert_eq!(lines.last(), Some(&"-----END CERTIFICATE-----"));
+    assert_eq!(lines[1].len(), 64);
+    assert_eq!(lines[1..lines.len() - 1].concat().len(), 136);
+}

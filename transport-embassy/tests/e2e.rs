@@ -1,20 +1,29 @@
 //! tessera-embassy on a desktop: reqwless over std-embedded-nal-async against the sandbox on
 //! loopback, the embassy-time std driver for network timeouts, and the same end-to-end
-//! scenarios tessera-std runs (tessera_sandbox::scenarios), driven by async-io's executor.
-//! 64 concurrent callers are 64 futures joined on one executor, as tasks on a device are.
+//! scenarios tessera-std runs (tessera_sandbox::scenarios), each client with its default
+//! refresh: `refresher()` running as a task (on its own thread's executor, as a second
+//! executor or core would run it). Concurrent callers are futures joined on one executor,
+//! as tasks on a device are.
 
-use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::signal::Signal;
 use std_embedded_nal_async::Stack;
-use tessera_core::session::Config;
-use tessera_core::{AnyProvider, Credentials, Method, ProviderKind, Shogun, TokenInfo};
-use tessera_embassy::{ApiRequest, Buffers, CallBuffers, Client, Error, Settings};
-use tessera_sandbox::scenarios::{self, Failed, Harness, Info, ManualClock, TestClient};
-use tessera_sandbox::{Sandbox, CLIENT_ID};
+use tessera_core::{AnyProvider, Credentials, ProviderKind, Shogun, TokenInfo};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Settings};
+use tessera_sandbox::scenarios::{self, Called, Failed, Harness, Info, ManualClock, TestClient};
+use tessera_sandbox::{Endpoint, Fault, Gate, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 mod common;
-use common::{leak_buf, TestRng};
+use common::TestRng;
 
-type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
+type C = Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
+type Stop = Arc<Signal<CriticalSectionRawMutex, ()>>;
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -22,48 +31,89 @@ fn leak(s: String) -> &'static str {
 
 struct Embassy;
 
+/// A client, its clock, and its refresher task (stopped when the client is dropped).
 struct EmbassyClient {
     client: &'static C,
     clock: ManualClock,
+    stop: Stop,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbassyClient {
+    fn drop(&mut self) {
+        self.stop.signal(());
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn make(base_url: &str, kind: ProviderKind, secret: &str, insecure: bool) -> EmbassyClient {
+    make_with(base_url, kind, secret, insecure, true)
+}
+
+/// A client, with or without its refresher task.
+fn make_with(
+    base_url: &str,
+    kind: ProviderKind,
+    secret: &str,
+    insecure: bool,
+    with_refresher: bool,
+) -> EmbassyClient {
+    scenarios::capture_logs();
+    let stack: &'static Stack = Box::leak(Box::default());
+    let provider = AnyProvider::new(kind, leak(base_url.to_owned()));
+    let resources: &'static mut Resources = Box::leak(Box::new(Resources::new()));
+    let mut settings = Settings {
+        timeout: embassy_time::Duration::from_millis(500),
+        ..Settings::default()
+    };
+    settings.session.allow_insecure_http = insecure;
+    let clock = ManualClock::default();
+    let creds = Credentials::new(CLIENT_ID, secret).unwrap();
+    let client: &'static C = Box::leak(Box::new(
+        Client::builder(provider, creds, stack, stack, resources, &mut TestRng(7))
+            .settings(settings)
+            .clock(clock.clone())
+            .build(),
+    ));
+    let stop: Stop = Arc::default();
+    let s = Arc::clone(&stop);
+    let refresher = with_refresher.then(|| {
+        std::thread::spawn(move || {
+            async_io::block_on(select(client.refresher(), s.wait()));
+        })
+    });
+    EmbassyClient {
+        client,
+        clock,
+        stop,
+        refresher,
+    }
 }
 
 impl Harness for Embassy {
     type Client = EmbassyClient;
 
     fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> EmbassyClient {
-        scenarios::capture_logs();
-        let stack: &'static Stack = Box::leak(Box::default());
-        let provider = AnyProvider::new(kind, leak(sb.base_url(kind)));
-        let buffers = Buffers {
-            request: leak_buf(1024),
-            headers: leak_buf(2048),
-            body: leak_buf(16 * 1024),
-        };
-        let settings = Settings {
-            session: Config::default(),
-            timeout: embassy_time::Duration::from_millis(500),
-        };
-        let clock = ManualClock::default();
-        let creds = Credentials::new(CLIENT_ID, secret).unwrap();
-        let client = Client::with_clock(
-            provider,
-            creds,
-            stack,
-            stack,
-            buffers,
-            settings,
-            &mut TestRng(7),
-            clock.clone(),
-        );
-        EmbassyClient {
-            client: Box::leak(Box::new(client)),
-            clock,
-        }
+        make(&sb.base_url(kind), kind, secret, false)
+    }
+
+    fn client_at(
+        &self,
+        base_url: &str,
+        kind: ProviderKind,
+        secret: &str,
+        allow_insecure_http: bool,
+    ) -> EmbassyClient {
+        make(base_url, kind, secret, allow_insecure_http)
     }
 }
 
+type Boxed<'a> = Pin<Box<dyn Future<Output = Result<String, Failed>> + 'a>>;
+
 impl EmbassyClient {
-    async fn failed(&self, e: Error) -> Failed {
+    fn failed(&self, e: Error) -> Failed {
         let retry_in = match e {
             Error::Token {
                 retry_at: Some(at), ..
@@ -73,47 +123,35 @@ impl EmbassyClient {
         let failure = self
             .client
             .failure(|f| f.map(|f| format!("{f} / {f:?}")))
-            .await
             .unwrap_or_default();
         Failed {
             kind: e.kind(),
             retry_in,
             text: format!("{e} / {e:?} / {failure}"),
+            cause: e.stage(),
         }
     }
 
     async fn token_async(&self) -> Result<String, Failed> {
-        let mut out = heapless::String::<2048>::new();
+        let mut out = [0u8; 4096];
         match self.client.token(&mut out).await {
-            Ok(_) => Ok(out.as_str().to_owned()),
-            Err(e) => Err(self.failed(e).await),
-        }
-    }
-}
-
-struct Owned {
-    token: heapless::String<2048>,
-    authorization: Vec<u8>,
-    headers: Vec<u8>,
-    body: Vec<u8>,
-}
-
-impl Owned {
-    fn new() -> Self {
-        Owned {
-            token: heapless::String::new(),
-            authorization: vec![0; 2100],
-            headers: vec![0; 2048],
-            body: vec![0; 8192],
+            Ok(t) => Ok(t.as_str().to_owned()),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
-    fn buffers(&mut self) -> CallBuffers<'_, 2048> {
-        CallBuffers {
-            token: &mut self.token,
-            authorization: &mut self.authorization,
-            headers: &mut self.headers,
-            body: &mut self.body,
+    async fn call_async(&self, url: &str, headers: &[(&str, &str)]) -> Result<Called, Failed> {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        let request = ApiRequest::get(url).headers(headers);
+        match self.client.call(request, &mut buffers).await {
+            Ok(r) => Ok(Called {
+                status: r.status(),
+                headers: r
+                    .headers()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            }),
+            Err(e) => Err(self.failed(e)),
         }
     }
 }
@@ -135,49 +173,51 @@ impl TestClient for EmbassyClient {
     }
 
     fn call(&self, url: &str) -> Result<u16, Failed> {
+        async_io::block_on(self.call_async(url, &[])).map(|c| c.status)
+    }
+
+    fn call_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<Called, Failed> {
+        async_io::block_on(self.call_async(url, headers))
+    }
+
+    fn token_and_calls_at_once(&self, n: usize, url: &str) -> Vec<Result<String, Failed>> {
         async_io::block_on(async {
-            let mut owned = Owned::new();
-            let request = ApiRequest {
-                method: Method::Get,
-                url,
-                body: None,
-            };
-            match self.client.call(request, &mut owned.buffers()).await {
-                Ok(r) => Ok(r.status),
-                Err(e) => Err(self.failed(e).await),
+            let mut tasks: Vec<Boxed<'_>> = Vec::new();
+            for _ in 0..n / 2 {
+                tasks.push(Box::pin(self.token_async()));
+                tasks.push(Box::pin(async {
+                    self.call_async(url, &[])
+                        .await
+                        .map(|c| format!("status {}", c.status))
+                }));
             }
+            join_all(tasks).await
         })
     }
 
     fn validate(&self, shogun_base: &str) -> Result<Info, Failed> {
         async_io::block_on(async {
-            let mut owned = Owned::new();
+            let mut buffers: Box<CallBuffers> = Box::default();
             let mut info = TokenInfo::default();
             let shogun = Shogun::with_base_url(shogun_base);
-            match self
-                .client
-                .validate(&shogun, &mut owned.buffers(), &mut info)
-                .await
-            {
+            match self.client.validate(&shogun, &mut buffers, &mut info).await {
                 Ok(()) => Ok(Info {
                     client_id: info.client_id.to_string(),
                     scopes: info.scopes.iter().map(str::to_owned).collect(),
                     lifetime_s: info.expires_at - info.issued_at,
                 }),
-                Err(e) => Err(self.failed(e).await),
+                Err(e) => Err(self.failed(e)),
             }
         })
     }
 
     fn retry(&self) {
-        async_io::block_on(self.client.retry());
+        self.client.retry();
     }
 
     fn set_secret(&self, secret: &str) {
-        async_io::block_on(
-            self.client
-                .set_credentials(Credentials::new(CLIENT_ID, secret).unwrap()),
-        );
+        self.client
+            .set_credentials(Credentials::new(CLIENT_ID, secret).unwrap());
     }
 
     fn clock(&self) -> &ManualClock {
@@ -185,37 +225,149 @@ impl TestClient for EmbassyClient {
     }
 
     fn describe(&self) -> String {
-        async_io::block_on(async {
-            let grant = self.client.grant(|g| format!("{g:?}")).await;
-            let failure = self.client.failure(|f| format!("{f:?}")).await;
-            format!("{grant} {failure}")
-        })
+        let grant = self.client.grant(|g| format!("{g:?}"));
+        let failure = self.client.failure(|f| format!("{f:?}"));
+        format!("{grant} {failure}")
     }
 }
 
+/// Polls every future until all are done, on one executor.
+async fn join_all<O>(mut tasks: Vec<Pin<Box<dyn Future<Output = O> + '_>>>) -> Vec<O> {
+    let mut done: Vec<Option<O>> = tasks.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (task, out) in tasks.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                if let std::task::Poll::Ready(o) = task.as_mut().poll(cx) {
+                    *out = Some(o);
+                }
+            }
+        }
+        match done.iter().all(Option::is_some) {
+            true => std::task::Poll::Ready(()),
+            false => std::task::Poll::Pending,
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
 tessera_sandbox::scenario_tests!(Embassy);
+
+/// Resolves when `gate` has seen `n` requests (a thread waits on the gate's condition
+/// variable and signals).
+fn arrived(gate: &Gate, n: usize) -> Stop {
+    let signal: Stop = Arc::default();
+    let (g, s) = (gate.clone(), Arc::clone(&signal));
+    std::thread::spawn(move || {
+        if g.wait_arrived(n, Duration::from_secs(10)) {
+            s.signal(());
+        }
+    });
+    signal
+}
+
+#[test]
+fn a_token_future_dropped_mid_fetch_releases_its_ticket_and_wipes_its_buffers() {
+    let sb = Sandbox::start().unwrap();
+    for (kind, with_refresher) in ProviderKind::ALL
+        .into_iter()
+        .flat_map(|k| [(k, false), (k, true)])
+    {
+        let before = sb.count(Endpoint::Token(kind));
+        let c = make_with(
+            &sb.base_url(kind),
+            kind,
+            CLIENT_SECRET,
+            false,
+            with_refresher,
+        );
+        let gate = Gate::new();
+        sb.inject(Endpoint::Token(kind), Fault::Hold(gate.clone()), 1);
+        let at_gate = arrived(&gate, 1);
+        let dropped = async_io::block_on(async {
+            let mut out = [0u8; 4096];
+            // `select` drops the token() future once the request is held at the gate: the
+            // fetch is cancelled mid-exchange, as an embassy `select` with a timeout would.
+            match select(c.client.token(&mut out), at_gate.wait()).await {
+                Either::First(r) => panic!("{kind}: answered while held: {r:?}"),
+                Either::Second(()) => true,
+            }
+        });
+        assert!(dropped);
+        // The buffers are home and zero: the request (secret) and everything else. (With
+        // a refresher, it has no token to keep fresh, so it takes nothing.)
+        assert_eq!(c.client.fetch_buffers_wiped(), Some(true), "{kind}");
+        // The ticket was released: the next caller fetches at once (no 30 s wait for
+        // the abandoned fetch, and no backoff), on the same manual time.
+        let started = std::time::Instant::now();
+        let next = async_io::block_on(embassy_time::with_timeout(
+            embassy_time::Duration::from_secs(5),
+            c.token_async(),
+        ));
+        let token = next
+            .unwrap_or_else(|_| panic!("{kind}: still waiting for the dropped fetch"))
+            .unwrap_or_else(|e| panic!("{kind}: {}", e.text));
+        assert_eq!(token.split('.').count(), 3, "{kind}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{kind}");
+        assert_eq!(
+            sb.count(Endpoint::Token(kind)) - before,
+            2,
+            "{kind}: two requests"
+        );
+        async_io::block_on(c.client.settled());
+        assert_eq!(c.client.fetch_buffers_wiped(), Some(true), "{kind}");
+        gate.release();
+    }
+    scenarios::audit();
+}
+
+#[test]
+fn a_call_future_dropped_mid_exchange_wipes_its_buffers() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = Embassy.client(&sb, kind, CLIENT_SECRET);
+    c.token().unwrap();
+    let gate = Gate::new();
+    sb.inject(Endpoint::Protected(kind), Fault::Hold(gate.clone()), 1);
+    let at_gate = arrived(&gate, 1);
+    let url = sb.protected_url(kind);
+    let mut buffers: Box<CallBuffers> = Box::default();
+    async_io::block_on(async {
+        match select(
+            c.client.call(ApiRequest::get(&url), &mut buffers),
+            at_gate.wait(),
+        )
+        .await
+        {
+            Either::First(r) => panic!("answered while held: {r:?}"),
+            Either::Second(()) => {}
+        }
+    });
+    assert!(
+        buffers.is_wiped(),
+        "the bearer token stayed in the call's buffers"
+    );
+    gate.release();
+    // The call finished: the token is still in the response buffers only as what the
+    // server sent; the head (with `Bearer …`) is wiped.
+    let r = async_io::block_on(c.client.call(ApiRequest::get(&url), &mut buffers)).unwrap();
+    assert_eq!(r.status(), 200);
+    scenarios::audit();
+}
 
 #[test]
 fn future_sizes_for_task_arenas() {
     // What a task's future holds for a token() or call(): it lives in the task's static
     // arena on a device (printed with --nocapture; debug build, x86-64).
     let sb = Sandbox::start().unwrap();
-    let c = Embassy.client(&sb, ProviderKind::OAuth2, tessera_sandbox::CLIENT_SECRET);
-    let mut out = heapless::String::<2048>::new();
+    let c = Embassy.client(&sb, ProviderKind::OAuth2, CLIENT_SECRET);
+    let mut out = [0u8; 2048];
     let token = c.client.token(&mut out);
     let token_size = core::mem::size_of_val(&token);
     println!("token() future: {token_size} bytes");
     drop(token);
-    let mut owned = Owned::new();
-    let mut buffers = owned.buffers();
-    let call = c.client.call(
-        ApiRequest {
-            method: Method::Get,
-            url: "http://x/",
-            body: None,
-        },
-        &mut buffers,
-    );
+    let mut buffers: Box<CallBuffers> = Box::default();
+    let call = c.client.call(ApiRequest::get("http://x/"), &mut buffers);
     let call_size = core::mem::size_of_val(&call);
     println!("call() future: {call_size} bytes");
     // Budget: a few KiB, never the buffers themselves (they are the caller's).

@@ -1,14 +1,15 @@
 //! HTTPS through tessera-embassy's `tls` feature (reqwless + embedded-tls) against the
-//! sandbox's TLS endpoint: the right CA works; another CA, or a certificate for another
-//! name, is refused before any HTTP request is sent.
+//! sandbox's TLS endpoint: the right CA works, for the token and for calls with their own
+//! record buffers; another CA, or a certificate for another name, is refused with cause
+//! `tls` before any HTTP request is sent; a call to `https://` without TLS buffers is refused.
 
 mod common;
 
-use common::{leak_buf, TestRng};
+use common::TestRng;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
-use tessera_core::{AnyProvider, Credentials, ErrorKind, Method, ProviderKind};
-use tessera_embassy::{ApiRequest, Buffers, CallBuffers, Client, Settings, Tls};
+use tessera_core::{AnyProvider, Credentials, ErrorKind, ProviderKind, Stage};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings, Tls, TlsBuffers};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack>;
@@ -16,32 +17,28 @@ type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack>;
 fn client(sb: &Sandbox, kind: ProviderKind, ca: Vec<u8>) -> &'static C {
     let stack: &'static Stack = Box::leak(Box::default());
     let base: &'static str = Box::leak(sb.base_url(kind).into_boxed_str());
-    let buffers = Buffers {
-        request: leak_buf(1024),
-        headers: leak_buf(2048),
-        body: leak_buf(8192),
-    };
+    let resources: &'static mut Resources = Box::leak(Box::default());
     let settings = Settings {
         timeout: embassy_time::Duration::from_secs(5),
         ..Settings::default()
     };
-    let tls = Tls {
-        ca: Box::leak(ca.into_boxed_slice()),
-        read_buffer: leak_buf(16_640),
-        write_buffer: leak_buf(16_640),
-        rng: Box::leak(Box::new(TestRng(42))),
-    };
+    let tls = Tls::new(
+        Box::leak(ca.into_boxed_slice()),
+        Box::leak(Box::new(TestRng(42))),
+        Box::leak(Box::new(TlsBuffers::<16_640, 16_640>::new())),
+    );
     let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
-    let c = Client::new(
+    let c = Client::builder(
         AnyProvider::new(kind, base),
         creds,
         stack,
         stack,
-        buffers,
-        settings,
+        resources,
         &mut TestRng(7),
     )
-    .with_tls(tls);
+    .settings(settings)
+    .tls(tls)
+    .build();
     Box::leak(Box::new(c))
 }
 
@@ -52,44 +49,47 @@ fn https_with_the_right_ca_fetches_and_calls() {
     for kind in ProviderKind::ALL {
         let c = client(&sb, kind, ca.clone());
         async_io::block_on(async {
-            let mut token = heapless::String::<2048>::new();
-            c.token(&mut token)
+            let mut out = [0u8; 2048];
+            let token = c
+                .token(&mut out)
                 .await
                 .unwrap_or_else(|e| panic!("{kind}: {e}"));
-            assert_eq!(token.split('.').count(), 3, "{kind}");
-            let (mut auth, mut head, mut body) =
-                (vec![0u8; 2100], vec![0u8; 2048], vec![0u8; 2048]);
-            let mut buffers = CallBuffers {
-                token: &mut token,
-                authorization: &mut auth,
-                headers: &mut head,
-                body: &mut body,
-            };
+            assert_eq!(token.as_str().split('.').count(), 3, "{kind}");
+            let mut buffers: Box<CallBuffers> = Box::default();
+            let mut record: Box<TlsBuffers> = Box::default();
             let url = sb.protected_url(kind);
+            let headers = [("Idempotency-Key", "pay-0001")];
             let r = c
-                .call(
-                    ApiRequest {
-                        method: Method::Get,
-                        url: &url,
-                        body: None,
-                    },
+                .call_tls(
+                    ApiRequest::get(&url).headers(&headers),
                     &mut buffers,
+                    &mut record,
                 )
                 .await
                 .unwrap();
-            assert_eq!(r.status, 200, "{kind}");
+            assert_eq!(r.status(), 200, "{kind}");
+            assert!(r.header("X-Request-Id").is_some(), "{kind}: {r:?}");
+            // Without its own record buffers, an https call is refused, not sent in clear.
+            let e = c
+                .call(ApiRequest::get(&url), &mut buffers)
+                .await
+                .unwrap_err();
+            assert_eq!(e.stage(), Some(Stage::Tls), "{kind}: {e}");
         });
         assert_eq!(sb.count(Endpoint::Token(kind)), 1, "{kind}");
+        assert_eq!(sb.count(Endpoint::Protected(kind)), 1, "{kind}");
+        assert_eq!(c.fetch_buffers_wiped(), Some(true), "{kind}");
     }
 }
 
 fn refused(sb: &Sandbox, ca: Vec<u8>) {
     let c = client(sb, ProviderKind::OAuth2, ca);
     let err = async_io::block_on(async {
-        let mut token = heapless::String::<2048>::new();
-        c.token(&mut token).await.unwrap_err()
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.unwrap_err()
     });
     assert_eq!(err.kind(), ErrorKind::Transport, "{err}");
+    assert_eq!(err.stage(), Some(Stage::Tls), "{err}");
     // The handshake failed: no HTTP request reached the provider, so no secret left.
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
 }

@@ -22,8 +22,3 @@ impl rand_core::RngCore for TestRng {
         }
     }
 }
-
-/// A buffer for the rest of the test run (the client borrows its buffers for `'static`).
-pub fn leak_buf(n: usize) -> &'static mut [u8] {
-    Box::leak(vec![0u8; n].into_boxed_slice())
-}

@@ -1,0 +1,1096 @@
+//! The client: the session in a blocking mutex held only for decisions, fetches run by
+//! whoever holds the ticket, waiters woken by a signal, and the refresher task.
+
+use core::cell::RefCell;
+use core::fmt;
+use core::future::poll_fn;
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::task::Poll as TaskPoll;
+
+use embassy_futures::select::select;
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
+use embassy_time::{Duration, Timer};
+use embedded_nal_async::{Dns, TcpConnect};
+use tessera_core::session::{Cause, Completion, Config, Failure, Poll, Session, Step, Ticket};
+use tessera_core::transport::{check_url, AfterCall, Downstream};
+use tessera_core::{
+    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Method, Provider, Stage, TokenId,
+    TransportError, JSON,
+};
+
+use crate::error::{Error, Fault};
+use crate::http::{
+    exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
+};
+use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
+#[cfg(feature = "tls")]
+use crate::tls::{Tls, TlsBuffers};
+
+/// `embassy_time::Instant` as the core's monotonic clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbassyClock;
+
+impl Clock for EmbassyClock {
+    fn now(&self) -> Instant {
+        Instant::from_millis(embassy_time::Instant::now().as_millis())
+    }
+}
+
+/// Client settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// The lifecycle's settings, `allow_insecure_http` included (the jitter seed is drawn
+    /// from the RNG given to the constructor).
+    pub session: Config,
+    /// Bound on each network exchange (connect, send, receive). Default 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session: Config::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A bearer token copied into the caller's buffer, and which token it is (for
+/// [`Client::reject`]). `Debug` does not show it.
+#[derive(Clone, Copy)]
+pub struct Token<'o> {
+    text: &'o str,
+    id: TokenId,
+}
+
+impl<'o> Token<'o> {
+    /// The token, for `Authorization: Bearer <token>`.
+    pub fn as_str(&self) -> &'o str {
+        self.text
+    }
+
+    /// Which token this is.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+}
+
+impl fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("token", &format_args!("<redacted>"))
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// How many distinct tasks can wait for a fetch without extra wake-ups. More waiters are
+/// still woken (all of them, once more), never lost.
+const WAITERS: usize = 8;
+
+/// A downstream `https://` URL, or a token URL, with no TLS to speak it: refused, because
+/// reqwless would otherwise speak plain HTTP to the HTTPS port.
+const NO_TLS: TransportError = TransportError::new(
+    Stage::Tls,
+    "https:// needs the `tls` feature and TLS settings",
+);
+
+struct RefresherSlot {
+    /// A `refresher()` future is running.
+    running: bool,
+    /// A refresh a caller found due and handed over.
+    handoff: Option<Ticket>,
+    /// Something changed that the refresher must look at.
+    nudged: bool,
+    waker: WakerRegistration,
+}
+
+impl RefresherSlot {
+    fn nudge(&mut self) {
+        self.nudged = true;
+        self.waker.wake();
+    }
+}
+
+struct Shared<'r, P, const TOKEN: usize, const REFRESH: usize> {
+    session: Session<P, TOKEN, REFRESH>,
+    /// The fetch buffers, when no task holds them.
+    fetch: Option<FetchBuffers<'r>>,
+    /// Bumped whenever a fetch ends (completed, failed or cancelled).
+    generation: u32,
+    waiters: MultiWakerRegistration<WAITERS>,
+    refresher: RefresherSlot,
+}
+
+#[cfg(feature = "tls")]
+struct TlsShared<'r, M: RawMutex> {
+    ca: &'r [u8],
+    rng: Mutex<M, RefCell<&'r mut (dyn rand_core::RngCore + Send)>>,
+}
+
+#[cfg(feature = "tls")]
+impl<M: RawMutex> TlsShared<'_, M> {
+    fn seed(&self) -> u64 {
+        self.rng.lock(|r| r.borrow_mut().next_u64())
+    }
+}
+
+/// An async token client for one provider, shared by tasks through `&Client`.
+///
+/// - `M`: the raw mutex guarding the session (`CriticalSectionRawMutex` when tasks run on
+///   several executors or interrupt priorities, `NoopRawMutex` on one executor). It is
+///   held only while the session decides (microseconds), never across network I/O.
+/// - `P`: the provider; `T` + `D`: the network stack (embassy-net's `TcpClient` and
+///   `DnsSocket`); `C`: the lifecycle's clock ([`EmbassyClock`]; tests inject a manual one).
+/// - `TOKEN`, `REFRESH`: the session's capacities, from the [`Resources`] given.
+pub struct Client<
+    'r,
+    M: RawMutex,
+    P,
+    T,
+    D,
+    C = EmbassyClock,
+    const TOKEN: usize = 2048,
+    const REFRESH: usize = 1024,
+> {
+    shared: Mutex<M, RefCell<Shared<'r, P, TOKEN, REFRESH>>>,
+    tcp: &'r T,
+    dns: &'r D,
+    clock: C,
+    timeout: Duration,
+    allow_insecure_http: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsShared<'r, M>>,
+}
+
+/// The optional parts of a [`Client`]: settings, clock, TLS. From [`Client::builder`].
+pub struct Builder<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize> {
+    mutex: PhantomData<M>,
+    provider: P,
+    credentials: Credentials,
+    tcp: &'r T,
+    dns: &'r D,
+    fetch: FetchBuffers<'r>,
+    seed: u64,
+    settings: Settings,
+    clock: C,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls<'r>>,
+}
+
+impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REFRESH: usize>
+    Builder<'r, M, P, T, D, C, TOKEN, REFRESH>
+{
+    /// Lifecycle settings and the network timeout.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Another clock for the lifecycle (tests inject a manual one).
+    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<'r, M, P, T, D, C2, TOKEN, REFRESH> {
+        Builder {
+            mutex: PhantomData,
+            provider: self.provider,
+            credentials: self.credentials,
+            tcp: self.tcp,
+            dns: self.dns,
+            fetch: self.fetch,
+            seed: self.seed,
+            settings: self.settings,
+            clock,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+        }
+    }
+
+    /// HTTPS: token requests and calls verified against `tls`'s CA (see the crate docs).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Tls<'r>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client<'r, M, P, T, D, C, TOKEN, REFRESH> {
+        #[allow(unused_mut)]
+        let mut fetch = self.fetch;
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(|t| {
+            fetch.tls = Some(t.buffers);
+            TlsShared {
+                ca: t.ca,
+                rng: Mutex::new(RefCell::new(t.rng)),
+            }
+        });
+        Client {
+            shared: Mutex::new(RefCell::new(Shared {
+                session: Session::new(
+                    self.provider,
+                    self.credentials,
+                    self.settings.session,
+                    self.seed,
+                ),
+                fetch: Some(fetch),
+                generation: 0,
+                waiters: MultiWakerRegistration::new(),
+                refresher: RefresherSlot {
+                    running: false,
+                    handoff: None,
+                    nudged: false,
+                    waker: WakerRegistration::new(),
+                },
+            })),
+            tcp: self.tcp,
+            dns: self.dns,
+            clock: self.clock,
+            timeout: self.settings.timeout,
+            allow_insecure_http: self.settings.session.allow_insecure_http,
+            #[cfg(feature = "tls")]
+            tls,
+        }
+    }
+}
+
+impl<'r, M, P, T, D, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH>
+where
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect,
+    D: Dns,
+{
+    /// A client for `provider` with `credentials` on the network stack `tcp` + `dns`, with
+    /// its buffers in `resources` and the default [`Settings`]. The jitter seed is drawn
+    /// from `rng` (the chip's RNG).
+    pub fn new<const REQUEST: usize, const HEADERS: usize, const BODY: usize, const URL: usize>(
+        provider: P,
+        credentials: Credentials,
+        tcp: &'r T,
+        dns: &'r D,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        rng: &mut impl rand_core::RngCore,
+    ) -> Self {
+        Self::builder(provider, credentials, tcp, dns, resources, rng).build()
+    }
+
+    /// [`Client::new`] with options: `.settings(…)`, `.clock(…)`, `.tls(…)`, then `.build()`.
+    pub fn builder<
+        const REQUEST: usize,
+        const HEADERS: usize,
+        const BODY: usize,
+        const URL: usize,
+    >(
+        provider: P,
+        credentials: Credentials,
+        tcp: &'r T,
+        dns: &'r D,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        rng: &mut impl rand_core::RngCore,
+    ) -> Builder<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH> {
+        Builder {
+            mutex: PhantomData,
+            provider,
+            credentials,
+            tcp,
+            dns,
+            fetch: resources.split(),
+            seed: rng.next_u64(),
+            settings: Settings::default(),
+            clock: EmbassyClock,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// What a caller does after one look at the session.
+enum Next<'r, R> {
+    /// Done; with a refresh to run first when there is no refresher.
+    Done(R, Option<(Ticket, FetchBuffers<'r>)>),
+    /// Fetch, then look again.
+    Fetch(Ticket, FetchBuffers<'r>),
+    /// Wait for the fetch in flight to end (at most until the instant), then look again.
+    Wait(u32, Option<Instant>),
+    Fail(Error),
+}
+
+/// What the refresher does after one look at the session.
+enum Chore<'r> {
+    Fetch(Ticket, FetchBuffers<'r>),
+    Sleep(Instant),
+    Nudge,
+}
+
+impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+where
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect,
+    D: Dns,
+    C: Clock,
+{
+    fn with<R>(&self, f: impl FnOnce(&mut Shared<'r, P, TOKEN, REFRESH>) -> R) -> R {
+        self.shared.lock(|cell| f(&mut cell.borrow_mut()))
+    }
+
+    fn wire(&self) -> Wire<'_, T, D> {
+        Wire {
+            tcp: self.tcp,
+            dns: self.dns,
+            timeout: self.timeout,
+        }
+    }
+
+    /// Copies a fresh bearer token into `out` and says which it is.
+    ///
+    /// A cached token is returned at once, also while it is being refreshed. When it is
+    /// due, the refresh is handed to [`Client::refresher`] if one runs (otherwise this
+    /// caller runs it, and returns the current token after). With no token, one caller
+    /// fetches and the others wait for that fetch's end (a signal, not a timer).
+    ///
+    /// `out` then holds the token: wipe it when done (or use [`Client::call`], which keeps
+    /// the token in the call's own buffer and wipes it).
+    pub async fn token<'o>(&self, out: &'o mut [u8]) -> Result<Token<'o>, Error> {
+        let capacity = out.len();
+        let copied = self
+            .bearer(|b| {
+                let token = b.token().as_bytes();
+                match out.get_mut(..token.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(token);
+                        Ok((b.id(), token.len()))
+                    }
+                    None => Err(Error::Core(tessera_core::Error::Capacity {
+                        field: "token buffer",
+                        needed: token.len(),
+                        capacity,
+                    })),
+                }
+            })
+            .await?;
+        let (id, len) = copied?;
+        let text = out
+            .get(..len)
+            .and_then(|t| core::str::from_utf8(t).ok())
+            .unwrap_or_default();
+        Ok(Token { text, id })
+    }
+
+    /// Runs `use_it` on a usable bearer token (under the lock: it must be quick).
+    async fn bearer<R>(
+        &self,
+        mut use_it: impl FnMut(&Bearer<'_, TOKEN, REFRESH>) -> R,
+    ) -> Result<R, Error> {
+        loop {
+            let next = self.with(|s| {
+                let Shared {
+                    session,
+                    fetch,
+                    generation,
+                    refresher,
+                    ..
+                } = s;
+                match session.poll(self.clock.now()) {
+                    Poll::Ready(b) => Next::Done(use_it(&b), None),
+                    Poll::Refresh(b, ticket) => {
+                        let r = use_it(&b);
+                        if refresher.running {
+                            refresher.handoff = Some(ticket);
+                            refresher.nudge();
+                            Next::Done(r, None)
+                        } else {
+                            match fetch.take() {
+                                Some(bufs) => Next::Done(r, Some((ticket, bufs))),
+                                None => {
+                                    let _ = session.release(ticket);
+                                    Next::Done(r, None)
+                                }
+                            }
+                        }
+                    }
+                    Poll::Fetch(ticket) => match fetch.take() {
+                        Some(bufs) => Next::Fetch(ticket, bufs),
+                        // An abandoned fetch still has the buffers: wait for them.
+                        None => {
+                            let _ = session.release(ticket);
+                            Next::Wait(*generation, None)
+                        }
+                    },
+                    Poll::Wait(until) => Next::Wait(*generation, Some(until)),
+                    Poll::Backoff { until, kind } => Next::Fail(Error::Token {
+                        kind,
+                        retry_at: Some(until),
+                        transport: last_transport(session),
+                    }),
+                    Poll::Failed(kind) => Next::Fail(Error::Token {
+                        kind,
+                        retry_at: None,
+                        transport: last_transport(session),
+                    }),
+                }
+            });
+            match next {
+                Next::Done(r, None) => return Ok(r),
+                Next::Done(r, Some((ticket, bufs))) => {
+                    self.run_fetch(Held::new(self, ticket, bufs)).await;
+                    return Ok(r);
+                }
+                Next::Fetch(ticket, bufs) => self.run_fetch(Held::new(self, ticket, bufs)).await,
+                Next::Wait(seen, until) => self.fetch_ended(seen, until).await,
+                Next::Fail(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until a fetch ends after `seen`, or (as a bound) until `until` on the client's
+    /// clock, when the session would abandon the fetch in flight.
+    async fn fetch_ended(&self, seen: u32, until: Option<Instant>) {
+        let ended = poll_fn(|cx| {
+            self.with(|s| {
+                if s.generation != seen {
+                    TaskPoll::Ready(())
+                } else {
+                    s.waiters.register(cx.waker());
+                    TaskPoll::Pending
+                }
+            })
+        });
+        match until {
+            None => ended.await,
+            Some(at) => {
+                select(ended, Timer::at(self.deadline(at))).await;
+            }
+        }
+    }
+
+    /// The embassy instant matching `at` on the client's clock.
+    fn deadline(&self, at: Instant) -> embassy_time::Instant {
+        let ms = at.saturating_duration_since(self.clock.now()).as_millis();
+        let wait = u64::try_from(ms)
+            .ok()
+            .and_then(Duration::try_from_millis)
+            .unwrap_or(Duration::MAX);
+        embassy_time::Instant::now()
+            .checked_add(wait)
+            .unwrap_or(embassy_time::Instant::MAX)
+    }
+
+    /// Runs the token request `held` has the ticket and buffers for, hands the answer to
+    /// the session, and (through `held`'s drop) wipes and returns the buffers.
+    async fn run_fetch(&self, mut held: Held<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>) {
+        let (Some(ticket), Some(bufs)) = (held.ticket.as_ref(), held.bufs.as_mut()) else {
+            return;
+        };
+        let prepared = self.with(|s| prepare(&s.session, ticket, bufs));
+        let outcome = match prepared {
+            Err(e) => Err(Cause::Local(e)),
+            Ok(p) => self.send_token_request(&p, bufs).await,
+        };
+        let arrived = self.clock.now();
+        let Some(ticket) = held.ticket.take() else {
+            return;
+        };
+        let body: &[u8] = held.bufs.as_ref().map_or(&[], |b| &*b.body);
+        let completion = self.with(|s| {
+            let completion = match outcome {
+                Ok(x) => s.session.on_response(
+                    ticket,
+                    arrived,
+                    x.status,
+                    x.retry_after,
+                    body.get(..x.body_len).unwrap_or_default(),
+                ),
+                Err(cause) => s.session.on_failure(ticket, arrived, cause),
+            };
+            if completion == Completion::Failed {
+                if let Some(_f) = s.session.failure() {
+                    diag!(warn, "tessera: {}: {}", completion, _f);
+                }
+            }
+            completion
+        });
+        if completion != Completion::Failed {
+            diag!(debug, "tessera: {}", completion);
+        }
+        drop(held);
+    }
+
+    async fn send_token_request(
+        &self,
+        p: &Prepared,
+        bufs: &mut FetchBuffers<'r>,
+    ) -> Result<Exchanged, Cause> {
+        let FetchBuffers {
+            request,
+            headers,
+            body,
+            url,
+            #[cfg(feature = "tls")]
+            tls,
+        } = bufs;
+        let (request, scratch): (&[u8], &[u8]) = (request, url);
+        let text = |v: &Val| match v {
+            Val::Static(s) => s,
+            Val::Request(r) => utf8(request.get(r.clone())),
+            Val::Scratch(r) => utf8(scratch.get(r.clone())),
+        };
+        let bytes = |v: &Val| match v {
+            Val::Static(s) => s.as_bytes(),
+            Val::Request(r) => request.get(r.clone()).unwrap_or_default(),
+            Val::Scratch(r) => scratch.get(r.clone()).unwrap_or_default(),
+        };
+        let url = utf8(scratch.get(..p.url));
+        diag!(
+            debug,
+            "tessera: token request {} {}",
+            p.method.as_str(),
+            url
+        );
+        let mut list: heapless::Vec<(&str, &str), 3> = heapless::Vec::new();
+        for (name, value) in &p.headers {
+            // Both hold three: the core's request has at most three headers.
+            let _ = list.push((name, text(value)));
+        }
+        #[cfg(feature = "tls")]
+        let record = tls.as_mut().map(|(r, w)| (&mut **r, &mut **w));
+        #[cfg(not(feature = "tls"))]
+        let record = None;
+        let conn = match (is_https(url), self.tls_conn(record)) {
+            (false, _) => None,
+            (true, Some(conn)) => Some(conn),
+            (true, None) => return Err(Cause::Transport(NO_TLS)),
+        };
+        let out = Outgoing {
+            method: p.method,
+            url,
+            headers: &list,
+            body: bytes(&p.body),
+        };
+        exchange(&self.wire(), conn, out, headers, body, false)
+            .await
+            .map_err(|f| match f {
+                Fault::Net(e) => Cause::Transport(e),
+                Fault::Local(e) => Cause::Local(e),
+            })
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_conn<'a>(
+        &'a self,
+        buffers: Option<(&'a mut [u8], &'a mut [u8])>,
+    ) -> Option<TlsConn<'a>> {
+        let shared = self.tls.as_ref()?;
+        let (read, write) = buffers?;
+        Some(TlsConn {
+            ca: shared.ca,
+            seed: shared.seed(),
+            read,
+            write,
+        })
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_conn<'a>(&'a self, _: Option<(&'a mut [u8], &'a mut [u8])>) -> Option<TlsConn<'a>> {
+        None
+    }
+
+    /// Reports token `id` rejected by a downstream API (a 401): dropped if it is still the
+    /// cached one, so the next [`Client::token`] fetches a new one. Whether it was.
+    pub fn reject(&self, id: TokenId) -> bool {
+        self.with(|s| {
+            let dropped = s.session.reject(id);
+            if dropped {
+                s.refresher.nudge();
+            }
+            dropped
+        })
+    }
+
+    /// Sends a downstream call with the bearer token written straight into `buffers` (no
+    /// other copy), plus the request's extra headers. On a first 401 the token is reported
+    /// rejected, a new one is fetched once and the call is sent once more.
+    ///
+    /// An `http://` URL whose host is not loopback is refused before connecting unless
+    /// the settings allow insecure HTTP; an `https://` one needs [`Client::call_tls`].
+    pub async fn call<'b, const HEAD: usize, const BODY: usize>(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, None).await
+    }
+
+    /// [`Client::call`] over HTTPS too, with `tls` as this call's own record buffers (so
+    /// concurrent calls and token fetches never wait for each other).
+    #[cfg(feature = "tls")]
+    pub async fn call_tls<
+        'b,
+        const HEAD: usize,
+        const BODY: usize,
+        const R: usize,
+        const W: usize,
+    >(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+        tls: &mut TlsBuffers<R, W>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, Some(tls.split())).await
+    }
+
+    async fn call_in<'b>(
+        &self,
+        request: ApiRequest<'_>,
+        head: &mut [u8],
+        body: &'b mut [u8],
+        tls: Option<(&mut [u8], &mut [u8])>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        check_url(request.url, self.allow_insecure_http).map_err(Error::Core)?;
+        if request.headers.len() > MAX_EXTRA_HEADERS {
+            return Err(Error::Core(tessera_core::Error::Capacity {
+                field: "request headers",
+                needed: request.headers.len(),
+                capacity: MAX_EXTRA_HEADERS,
+            }));
+        }
+        let https = is_https(request.url);
+        // The record buffers held this call's plaintext, token included.
+        let mut tls = tls.map(|(r, w)| (Wipe(r), Wipe(w)));
+        if https && (tls.is_none() || !self.has_tls()) {
+            return Err(Error::Transport(NO_TLS));
+        }
+        let mut rule = Downstream::new();
+        let head = Wipe(head);
+        let done = loop {
+            let (id, auth) = self
+                .bearer(|b| (b.id(), bearer_header(b.token(), head.0).map(str::len)))
+                .await?;
+            let auth = auth.map_err(Error::Core)?;
+            let (auth, rx) = head.0.split_at_mut(auth);
+            let auth = utf8(Some(auth));
+            let mut list: heapless::Vec<(&str, &str), { MAX_EXTRA_HEADERS + 2 }> =
+                heapless::Vec::new();
+            let _ = list.push(("Authorization", auth));
+            if let Some((ct, _)) = request.body {
+                let _ = list.push(("Content-Type", ct));
+            }
+            for h in request.headers {
+                // Room checked above.
+                let _ = list.push(*h);
+            }
+            let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+            let conn = match https {
+                false => None,
+                true => self.tls_conn(record),
+            };
+            let out = Outgoing {
+                method: request.method,
+                url: request.url,
+                headers: &list,
+                body: request.body.map_or(&[][..], |(_, b)| b),
+            };
+            let x = exchange(&self.wire(), conn, out, rx, body, true)
+                .await
+                .map_err(Error::from)?;
+            match rule.after(x.status) {
+                AfterCall::Done => break x,
+                AfterCall::RejectAndRetry => {
+                    diag!(
+                        debug,
+                        "tessera: 401 from a call: token rejected, fetching a new one"
+                    );
+                    self.reject(id);
+                }
+            }
+        };
+        drop(head);
+        drop(tls);
+        let body: &'b [u8] = body;
+        let (kept, rest) = body.split_at(done.kept.min(body.len()));
+        Ok(ApiResponse::new(
+            done.status,
+            kept,
+            rest.get(..done.body_len).unwrap_or_default(),
+        ))
+    }
+
+    fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Keeps the token fresh: run it in its own task; it never returns. While a token is
+    /// cached it sleeps until the refresh point and refreshes (callers that find the token
+    /// due hand it the refresh and return at once), backs off after a failed refresh, and
+    /// after refused credentials sleeps until [`Client::set_credentials`] or
+    /// [`Client::retry`]. With no token (before the first, or once one expired while
+    /// refreshes failed) it waits: the next [`Client::token`] or [`Client::call`] fetches,
+    /// so nothing is sent that no caller asked for. It sleeps on a timer and a signal; it
+    /// never polls.
+    pub async fn refresher(&self) -> ! {
+        let _running = Running::start(self);
+        loop {
+            let chore = self.with(|s| {
+                let Shared {
+                    session,
+                    fetch,
+                    refresher,
+                    ..
+                } = s;
+                refresher.nudged = false;
+                let now = self.clock.now();
+                let step = match refresher.handoff.take() {
+                    Some(ticket) => Step::Fetch(ticket),
+                    // No token to keep fresh (none yet, refused, or expired): the next
+                    // caller fetches one. Nothing is sent that no caller asked for.
+                    None if session.grant(now).is_none() => Step::Park,
+                    None => session.refresher_step(now),
+                };
+                match step {
+                    Step::Fetch(ticket) => match fetch.take() {
+                        Some(bufs) => Chore::Fetch(ticket, bufs),
+                        None => {
+                            let _ = session.release(ticket);
+                            Chore::Nudge
+                        }
+                    },
+                    Step::Sleep(at) if at > now => Chore::Sleep(at),
+                    // A due token the session will not refresh yet (backing off after a
+                    // failed refresh, refused credentials, a fetch in flight): `Sleep`
+                    // names the past refresh point, so sleep until the backoff ends, or
+                    // until something changes.
+                    Step::Sleep(_) => match session.backoff_until().filter(|b| *b > now) {
+                        Some(until) => Chore::Sleep(until),
+                        None => Chore::Nudge,
+                    },
+                    Step::Park => Chore::Nudge,
+                }
+            });
+            match chore {
+                Chore::Fetch(ticket, bufs) => self.run_fetch(Held::new(self, ticket, bufs)).await,
+                Chore::Sleep(at) => {
+                    select(self.nudged(), Timer::at(self.deadline(at))).await;
+                }
+                Chore::Nudge => self.nudged().await,
+            }
+        }
+    }
+
+    async fn nudged(&self) {
+        poll_fn(|cx| {
+            self.with(|s| {
+                if s.refresher.nudged {
+                    s.refresher.nudged = false;
+                    TaskPoll::Ready(())
+                } else {
+                    s.refresher.waker.register(cx.waker());
+                    TaskPoll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// Asks Shogun's validate endpoint about the current token, into `info`. It is a
+    /// [`Client::call`]: a 401 (the token is dead) rejects the token, fetches a new one
+    /// once and asks once more.
+    pub async fn validate<const HEAD: usize, const BODY: usize>(
+        &self,
+        shogun: &tessera_core::Shogun<'_>,
+        buffers: &mut CallBuffers<HEAD, BODY>,
+        info: &mut tessera_core::TokenInfo,
+    ) -> Result<(), Error> {
+        let mut url: heapless::String<512> = heapless::String::new();
+        shogun
+            .validate_url()
+            .write_into(&mut url)
+            .map_err(Error::Core)?;
+        let response = self.call(ApiRequest::get(&url), buffers).await?;
+        match shogun.parse_validate(response.status(), response.body()) {
+            Ok(r) => info.store(&r).map_err(Error::Core),
+            Err(e) => Err(Error::Token {
+                kind: e.kind(),
+                retry_at: None,
+                transport: None,
+            }),
+        }
+    }
+
+    /// Replaces the credentials (secret rotation); wakes the refresher.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.with(|s| {
+            s.session.set_credentials(credentials);
+            s.refresher.nudge();
+        });
+    }
+
+    /// Allows one more attempt after refused credentials or during a backoff (a user's
+    /// explicit "try again", never a loop); wakes the refresher.
+    pub fn retry(&self) {
+        self.with(|s| {
+            s.session.retry();
+            s.refresher.nudge();
+        });
+    }
+
+    /// Runs `f` with the last failure (code, message, Setu's trace id), if any. `f` runs
+    /// under the client's lock: keep it short.
+    pub fn failure<R>(&self, f: impl FnOnce(Option<&Failure>) -> R) -> R {
+        self.with(|s| f(s.session.failure()))
+    }
+
+    /// Runs `f` with the cached grant while its token is usable. `f` runs under the
+    /// client's lock: keep it short.
+    pub fn grant<R>(&self, f: impl FnOnce(Option<&Grant<TOKEN, REFRESH>>) -> R) -> R {
+        self.with(|s| f(s.session.grant(self.clock.now())))
+    }
+
+    /// Waits until no fetch is in flight nor handed over: for tests that check what a
+    /// background refresh did. Signal-driven.
+    #[doc(hidden)]
+    pub async fn settled(&self) {
+        loop {
+            let (idle, seen) = self.with(|s| {
+                let idle = !s.session.fetching() && s.refresher.handoff.is_none();
+                (idle, s.generation)
+            });
+            if idle {
+                return;
+            }
+            self.fetch_ended(seen, None).await;
+        }
+    }
+
+    /// Whether the fetch buffers are home and all zero (none held a secret or token after
+    /// its fetch ended): for tests. `None` while a task holds them.
+    #[doc(hidden)]
+    pub fn fetch_buffers_wiped(&self) -> Option<bool> {
+        self.with(|s| s.fetch.as_ref().map(FetchBuffers::is_wiped))
+    }
+}
+
+fn last_transport<P: Provider, const TOKEN: usize, const REFRESH: usize>(
+    session: &Session<P, TOKEN, REFRESH>,
+) -> Option<TransportError> {
+    session.failure().and_then(|f| f.cause.transport())
+}
+
+fn utf8(bytes: Option<&[u8]>) -> &str {
+    bytes
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// A ticket and the fetch buffers, owned by the task running the fetch. Dropped (the fetch
+/// ended, or its future was dropped): the buffers are wiped and returned, a ticket still
+/// held is released (no failure, no backoff), and waiters are woken.
+struct Held<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> {
+    client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+    ticket: Option<Ticket>,
+    bufs: Option<FetchBuffers<'r>>,
+}
+
+impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
+    Held<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+{
+    fn new(
+        client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+        ticket: Ticket,
+        bufs: FetchBuffers<'r>,
+    ) -> Self {
+        Held {
+            client,
+            ticket: Some(ticket),
+            bufs: Some(bufs),
+        }
+    }
+}
+
+impl<M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> Drop
+    for Held<'_, '_, M, P, T, D, C, TOKEN, REFRESH>
+{
+    fn drop(&mut self) {
+        if let Some(bufs) = self.bufs.as_mut() {
+            bufs.wipe();
+        }
+        let (ticket, bufs) = (self.ticket.take(), self.bufs.take());
+        let _released = self.client.shared.lock(|cell| {
+            let s = &mut *cell.borrow_mut();
+            let released = ticket.map(|t| s.session.release(t));
+            if bufs.is_some() {
+                s.fetch = bufs;
+            }
+            s.generation = s.generation.wrapping_add(1);
+            s.waiters.wake();
+            s.refresher.nudge();
+            released
+        });
+        if let Some(_c) = _released {
+            diag!(debug, "tessera: {}", _c);
+        }
+    }
+}
+
+/// Marks the refresher running while its future lives; a refresh handed to it and not
+/// started is released when it stops.
+struct Running<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
+{
+    client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+}
+
+impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
+    Running<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+{
+    fn start(client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>) -> Self {
+        client
+            .shared
+            .lock(|cell| cell.borrow_mut().refresher.running = true);
+        Running { client }
+    }
+}
+
+impl<M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> Drop
+    for Running<'_, '_, M, P, T, D, C, TOKEN, REFRESH>
+{
+    fn drop(&mut self) {
+        self.client.shared.lock(|cell| {
+            let s = &mut *cell.borrow_mut();
+            s.refresher.running = false;
+            if let Some(ticket) = s.refresher.handoff.take() {
+                let _ = s.session.release(ticket);
+                s.generation = s.generation.wrapping_add(1);
+                s.waiters.wake();
+            }
+        });
+    }
+}
+
+/// Where a part of the token request is, once the lock is let go.
+#[derive(Clone, Debug)]
+enum Val {
+    Static(&'static str),
+    /// In the request buffer, where the provider wrote it.
+    Request(Range<usize>),
+    /// Copied after the URL in the URL buffer.
+    Scratch(Range<usize>),
+}
+
+/// The token request, built under the lock and described by positions in the fetch
+/// buffers, so it is sent with no lock held.
+struct Prepared {
+    method: Method,
+    /// Bytes of URL at the start of the URL buffer.
+    url: usize,
+    headers: heapless::Vec<(&'static str, Val), 3>,
+    body: Val,
+}
+
+/// Appends to the URL buffer.
+struct Scratch<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Scratch<'_> {
+    fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, tessera_core::Error> {
+        let start = self.len;
+        let end = start + bytes.len();
+        let capacity = self.buf.len();
+        let dst = self
+            .buf
+            .get_mut(start..end)
+            .ok_or(tessera_core::Error::Capacity {
+                field: "url",
+                needed: end,
+                capacity,
+            })?;
+        dst.copy_from_slice(bytes);
+        self.len = end;
+        Ok(start..end)
+    }
+}
+
+impl fmt::Write for Scratch<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes()).map(drop).map_err(|_| fmt::Error)
+    }
+}
+
+/// Builds the token request for `ticket` into the fetch buffers.
+fn prepare<P: Provider, const TOKEN: usize, const REFRESH: usize>(
+    session: &Session<P, TOKEN, REFRESH>,
+    ticket: &Ticket,
+    bufs: &mut FetchBuffers<'_>,
+) -> Result<Prepared, tessera_core::Error> {
+    let base = bufs.request.as_ptr() as usize;
+    let end = base + bufs.request.len();
+    let req = session.request(ticket, bufs.request)?;
+    let mut scratch = Scratch {
+        buf: bufs.url,
+        len: 0,
+    };
+    let needed = req.url.len();
+    if needed > scratch.buf.len() {
+        return Err(tessera_core::Error::Capacity {
+            field: "url",
+            needed,
+            capacity: scratch.buf.len(),
+        });
+    }
+    fmt::Write::write_fmt(&mut scratch, format_args!("{}", req.url)).map_err(|_| {
+        tessera_core::Error::Capacity {
+            field: "url",
+            needed,
+            capacity: scratch.buf.len(),
+        }
+    })?;
+    let url = scratch.len;
+    // Where the provider wrote a value (in the request buffer), or a copy of it.
+    let mut place = |v: &[u8]| -> Result<Val, tessera_core::Error> {
+        let at = v.as_ptr() as usize;
+        if at >= base && at + v.len() <= end {
+            Ok(Val::Request(at - base..at - base + v.len()))
+        } else {
+            scratch.push(v).map(Val::Scratch)
+        }
+    };
+    let mut headers = heapless::Vec::new();
+    for (name, value) in req.headers() {
+        let val = match (name, req.content_type) {
+            ("Accept", _) if value == JSON => Val::Static(JSON),
+            ("Content-Type", Some(ct)) if ct == value => Val::Static(ct),
+            _ => place(value.as_bytes())?,
+        };
+        headers
+            .push((name, val))
+            .map_err(|_| tessera_core::Error::Capacity {
+                field: "request headers",
+                needed: 4,
+                capacity: 3,
+            })?;
+    }
+    let body = match req.body.is_empty() {
+        true => Val::Static(""),
+        false => place(req.body)?,
+    };
+    Ok(Prepared {
+        method: req.method,
+        url,
+        headers,
+        body,
+    })
+}

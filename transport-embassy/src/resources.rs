@@ -1,0 +1,170 @@
+//! Every buffer the client needs, in one value sized by const generics ([`Resources`]), and
+//! the buffers of one downstream call ([`CallBuffers`]).
+
+/// Every buffer a [`Client`](crate::Client) needs, like embassy-net's `StackResources`:
+/// put one in a `StaticCell` and give it to the client.
+///
+/// - `TOKEN`: the longest access token the session keeps (2 KiB; a JWT with many claims may
+///   need 4 KiB). Responses with a longer one fail with a capacity error, never truncate.
+/// - `REQUEST`: the token request (its body and `Authorization`); 1 KiB is ample.
+/// - `HEADERS`: the token response's head as it is read; 1 KiB is ample.
+/// - `BODY`: the token response's body (Setu's is 1.3 KB; an OAuth 2.0 response is the
+///   token plus about 200 bytes).
+/// - `URL`: the token endpoint's URL.
+/// - `REFRESH`: the longest refresh token kept (most client-credentials grants have none).
+///
+/// The fetch buffers belong to whichever task runs the token request; they are wiped when
+/// it ends, also when its future is dropped.
+///
+/// ```
+/// use tessera_embassy::Resources;
+/// // The defaults, in a static (a `StaticCell` on a device: `Resources::new()` is const).
+/// let resources: Resources = Resources::new();
+/// // Room for 4 KiB tokens:
+/// let big: Resources<4096, 1024, 1024, 6144> = Resources::new();
+/// # let _ = (resources, big);
+/// ```
+pub struct Resources<
+    const TOKEN: usize = 2048,
+    const REQUEST: usize = 1024,
+    const HEADERS: usize = 1024,
+    const BODY: usize = 4096,
+    const URL: usize = 256,
+    const REFRESH: usize = 1024,
+> {
+    pub(crate) request: [u8; REQUEST],
+    pub(crate) headers: [u8; HEADERS],
+    pub(crate) body: [u8; BODY],
+    pub(crate) url: [u8; URL],
+}
+
+impl<
+        const TOKEN: usize,
+        const REQUEST: usize,
+        const HEADERS: usize,
+        const BODY: usize,
+        const URL: usize,
+        const REFRESH: usize,
+    > Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>
+{
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        Resources {
+            request: [0; REQUEST],
+            headers: [0; HEADERS],
+            body: [0; BODY],
+            url: [0; URL],
+        }
+    }
+
+    pub(crate) fn split(&mut self) -> FetchBuffers<'_> {
+        FetchBuffers {
+            request: &mut self.request,
+            headers: &mut self.headers,
+            body: &mut self.body,
+            url: &mut self.url,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+impl<
+        const TOKEN: usize,
+        const REQUEST: usize,
+        const HEADERS: usize,
+        const BODY: usize,
+        const URL: usize,
+        const REFRESH: usize,
+    > Default for Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The buffers of one token fetch, handed from task to task with the ticket.
+pub(crate) struct FetchBuffers<'r> {
+    pub(crate) request: &'r mut [u8],
+    pub(crate) headers: &'r mut [u8],
+    pub(crate) body: &'r mut [u8],
+    pub(crate) url: &'r mut [u8],
+    /// embedded-tls's record buffers for token requests.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<(&'r mut [u8], &'r mut [u8])>,
+}
+
+impl FetchBuffers<'_> {
+    /// Zeroes every buffer: the request held the secret, the response a token, and the
+    /// URL scratch may hold a copied header.
+    pub(crate) fn wipe(&mut self) {
+        self.request.fill(0);
+        self.headers.fill(0);
+        self.body.fill(0);
+        self.url.fill(0);
+        #[cfg(feature = "tls")]
+        if let Some((read, write)) = self.tls.as_mut() {
+            read.fill(0);
+            write.fill(0);
+        }
+    }
+
+    pub(crate) fn is_wiped(&self) -> bool {
+        let zero = |b: &[u8]| b.iter().all(|&x| x == 0);
+        #[cfg(feature = "tls")]
+        let tls = self.tls.as_ref().is_none_or(|(r, w)| zero(r) && zero(w));
+        #[cfg(not(feature = "tls"))]
+        let tls = true;
+        zero(self.request) && zero(self.headers) && zero(self.body) && zero(self.url) && tls
+    }
+}
+
+/// The buffers of one downstream [`call`](crate::Client::call), owned by the caller (a
+/// task's local, or a `StaticCell`). Each call has its own, so calls never wait for each
+/// other nor for a token fetch.
+///
+/// - `HEAD`: the request's `Authorization: Bearer …` value, then the response's status
+///   line and headers as they are read. The default (3 KiB) holds a 2 KiB token and 1 KiB
+///   of response head; the token is written here directly, never copied elsewhere.
+/// - `BODY`: the response headers kept for [`ApiResponse::header`](crate::ApiResponse::header)
+///   (names lowercased), then the response body.
+///
+/// Both are wiped when the call ends (the head held the token).
+pub struct CallBuffers<const HEAD: usize = 3072, const BODY: usize = 4096> {
+    pub(crate) head: [u8; HEAD],
+    pub(crate) body: [u8; BODY],
+}
+
+impl<const HEAD: usize, const BODY: usize> CallBuffers<HEAD, BODY> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        CallBuffers {
+            head: [0; HEAD],
+            body: [0; BODY],
+        }
+    }
+}
+
+impl<const HEAD: usize, const BODY: usize> CallBuffers<HEAD, BODY> {
+    /// Whether the head (which held `Bearer …`) is all zero: for tests.
+    #[doc(hidden)]
+    pub fn is_wiped(&self) -> bool {
+        self.head.iter().all(|&b| b == 0)
+    }
+}
+
+impl<const HEAD: usize, const BODY: usize> Default for CallBuffers<HEAD, BODY> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Zeroes a buffer when dropped: a call's head holds the bearer token until the call ends,
+/// also when its future is dropped.
+pub(crate) struct Wipe<'a>(pub(crate) &'a mut [u8]);
+
+impl Drop for Wipe<'_> {
+    fn drop(&mut self) {
+        self.0.fill(0);
+    }
+}

@@ -107,7 +107,7 @@ pub trait Harness {
     /// transport's default refresh (in the background).
     fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> Self::Client;
     /// Like [`Harness::client`], with the provider's base URL `base_url` (see
-    /// [`base_url_at`](crate::base_url_at)) and the session's `allow_insecure_http`.
+    /// [`base_url_at`]) and the session's `allow_insecure_http`.
     fn client_at(
         &self,
         base_url: &str,

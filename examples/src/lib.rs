@@ -3,6 +3,7 @@
 //!
 //! Keys appear in the documented order, so the output is stable for scripts and tests.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::io::Read;
 use std::time::Duration;

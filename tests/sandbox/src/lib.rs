@@ -24,6 +24,9 @@
 //! request handler), `providers` (each provider's answers), `jwt` (tokens and their
 //! signatures), `gate`, `listener`.
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub use tessera_core::ProviderKind;
 
 mod faults;

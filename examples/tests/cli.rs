@@ -529,3 +529,43 @@ fn hostile_answers_are_classified_and_an_echoed_secret_is_not_printed() {
         }
     }
 }
+
+#[test]
+fn proxies_from_the_environment_never_carry_plaintext() {
+    use tessera_sandbox::{base_url_at, CountingListener, Endpoint, ProviderKind, Sandbox};
+    const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    let proxy = CountingListener::answering(BAD_GATEWAY).unwrap();
+    let proxy_url = format!("http://{}", proxy.addr());
+    let env: Vec<(&str, &str)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .map(|k| (k, proxy_url.as_str()))
+        .chain([("TESSERA_CLIENT_SECRET", tessera_sandbox::CLIENT_SECRET)])
+        .collect();
+    let run = |url: &str, extra: &[&str]| {
+        let (code, out, err) = run_env(&token_args("oauth2", "--token-url", url, extra), &env, b"");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        (code, v, format!("{out}{err}"))
+    };
+    // Plaintext off the machine: refused, through no proxy and to no target.
+    let target = CountingListener::start().unwrap();
+    let off = base_url_at(
+        &format!("http://0.0.0.0:{}", target.port()),
+        ProviderKind::OAuth2,
+    );
+    let (code, v, all) = run(&off, &[]);
+    assert_eq!((code, v["kind"].as_str()), (1, Some("insecure")), "{all}");
+    // Even opted in, plaintext goes direct, never through the proxy.
+    let (code, v, all) = run(&off, &["--allow-insecure-http"]);
+    assert_eq!((code, v["kind"].as_str()), (1, Some("transport")), "{all}");
+    assert_eq!(target.accepted(), 1, "the opted-in request went direct");
+    // Loopback plaintext: direct too.
+    let sb = Sandbox::start().unwrap();
+    let (code, _, all) = run(&sb.base_url(ProviderKind::OAuth2), &[]);
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+    assert_eq!(proxy.accepted(), 0, "plaintext reached the proxy");
+    // HTTPS uses the proxy from the environment: a tunnel is asked for, and refused.
+    let (code, v, all) = run("https://127.0.0.1:9/oauth2/token", &[]);
+    assert_eq!((code, v["kind"].as_str()), (1, Some("transport")), "{all}");
+    assert_eq!(proxy.accepted(), 1, "{all}");
+}

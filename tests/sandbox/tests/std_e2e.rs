@@ -286,3 +286,35 @@ fn callers_of_a_cached_token_share_one_copy() {
     // Copies already handed out stay valid for their holders.
     assert_eq!(a.as_str(), b.as_str());
 }
+
+#[test]
+fn a_redirect_is_not_followed_and_huge_headers_are_refused() {
+    use tessera_core::Stage;
+    use tessera_sandbox::Fault;
+    let sb = Sandbox::start().unwrap();
+    let elsewhere = CountingListener::start().unwrap();
+    for kind in ProviderKind::ALL {
+        // A 307 keeps the method and the body: following it would send the secret there.
+        let to = format!(
+            "{}/stolen",
+            base_url_at(&format!("http://{}", elsewhere.addr()), kind)
+        );
+        sb.inject(Endpoint::Token(kind), Fault::Redirect(to), 1);
+        let c = Std.client(&sb, kind, CLIENT_SECRET);
+        let e = c.token().expect_err("a redirect is no grant");
+        assert_eq!(e.kind, ErrorKind::Rejected, "{kind}: {}", e.text);
+        scenarios::assert_no_secret(&[e.text]);
+        assert_eq!(sb.count(Endpoint::Token(kind)), 1, "{kind}");
+
+        sb.inject(Endpoint::Token(kind), Fault::HugeHeaders(200_000), 1);
+        let c = Std.client(&sb, kind, CLIENT_SECRET);
+        let e = c.token().expect_err("headers over any sane limit");
+        assert_eq!(
+            (e.kind, e.cause),
+            (ErrorKind::Transport, Some(Stage::Protocol)),
+            "{kind}: {}",
+            e.text
+        );
+    }
+    assert_eq!(elsewhere.accepted(), 0, "a redirect was followed");
+}

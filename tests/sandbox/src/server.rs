@@ -149,8 +149,13 @@ impl Sandbox {
     /// server certificate (ECDSA P-256, TLS 1.3) whose common name is `common_name`.
     /// Returns the sandbox and the CA certificate (DER) clients must trust.
     pub fn start_tls(common_name: &str) -> io::Result<(Sandbox, Vec<u8>)> {
+        Self::start_tls_on(SocketAddr::from(([127, 0, 0, 1], 0)), common_name)
+    }
+
+    /// [`Sandbox::start_tls`] on `addr`.
+    pub fn start_tls_on(addr: SocketAddr, common_name: &str) -> io::Result<(Sandbox, Vec<u8>)> {
         let (ca, config) = tls_identity(common_name).map_err(io::Error::other)?;
-        let sandbox = Self::start_inner(SocketAddr::from(([127, 0, 0, 1], 0)), Some(config))?;
+        let sandbox = Self::start_inner(addr, Some(config))?;
         Ok((sandbox, ca))
     }
 

@@ -1,6 +1,8 @@
-//! `tessera-sandbox [--host ADDR] [--port N]`: the sandbox as a standalone server for
-//! developing an integration by hand (127.0.0.1 unless told otherwise; `--host 0.0.0.0`
-//! serves a board on your LAN). Stops with Ctrl-C.
+//! `tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE]`: the sandbox as a standalone
+//! server for developing an integration by hand (127.0.0.1 unless told otherwise; `--host
+//! 0.0.0.0` serves a board on your LAN). `--tls` serves HTTPS with a certificate for the
+//! host address, signed by a CA made at start-up and written to `CA_FILE` (PEM) for
+//! `tessera token … --ca CA_FILE`. Stops with Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,8 +12,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut port = 8080u16;
     let mut host = IpAddr::from([127, 0, 0, 1]);
+    let mut tls_ca: Option<String> = None;
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
+            ("--tls", Some(path)) => tls_ca = Some(path),
             ("--port", Some(p)) => match p.parse() {
                 Ok(p) => port = p,
                 Err(_) => usage(&format!("--port `{p}` is not a port number")),
@@ -23,10 +27,19 @@ fn main() {
             _ => usage(&format!("unexpected `{a}`")),
         }
     }
-    let sandbox = match Sandbox::start_on(SocketAddr::new(host, port)) {
+    let addr = SocketAddr::new(host, port);
+    let started = match &tls_ca {
+        None => Sandbox::start_on(addr),
+        Some(path) => Sandbox::start_tls_on(addr, &host.to_string()).and_then(|(sb, ca)| {
+            std::fs::write(path, tessera_sandbox::certificate_pem(&ca))?;
+            println!("CA certificate written to {path}");
+            Ok(sb)
+        }),
+    };
+    let sandbox = match started {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tessera-sandbox: cannot listen on {host}:{port}: {e}");
+            eprintln!("tessera-sandbox: cannot serve on {host}:{port}: {e}");
             std::process::exit(1);
         }
     };
@@ -45,6 +58,8 @@ fn main() {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("tessera-sandbox: {msg}\nusage: tessera-sandbox [--host ADDR] [--port N]");
+    eprintln!(
+        "tessera-sandbox: {msg}\nusage: tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE]"
+    );
     std::process::exit(2);
 }

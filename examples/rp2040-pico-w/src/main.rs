@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+use core::fmt::Write;
 use cyw43::JoinOptions;
 use cyw43_pio::{PioSpi, DEFAULT_CLOCK_DIVIDER};
 use defmt::{error, info, unwrap, warn};
@@ -20,8 +21,9 @@ use embassy_rp::pio::{InterruptHandler, Pio};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{Duration, Timer};
 use static_cell::StaticCell;
-use tessera_core::{AnyProvider, Credentials, Method, ProviderKind};
-use tessera_embassy::{ApiRequest, Buffers, CallBuffers, Client, Settings};
+
+use tessera_core::{AnyProvider, Config, Credentials, ProviderKind};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
 use {defmt_rtt as _, panic_probe as _};
 
 bind_interrupts!(struct Irqs {
@@ -169,57 +171,61 @@ async fn main(spawner: Spawner) {
             return;
         }
     };
-    static REQUEST: StaticCell<[u8; 1024]> = StaticCell::new();
-    static HEADERS: StaticCell<[u8; 1024]> = StaticCell::new();
-    static BODY: StaticCell<[u8; 4096]> = StaticCell::new();
-    let buffers = Buffers {
-        request: REQUEST.init([0; 1024]),
-        headers: HEADERS.init([0; 1024]),
-        body: BODY.init([0; 4096]),
+    let settings = Settings {
+        session: Config {
+            // The default URLs are plain HTTP to a sandbox on the LAN, which the core refuses
+            // for anything but loopback (the secret and the token would cross the network in
+            // clear). Opting in is right for a bench sandbox only: point TESSERA_BASE_URL
+            // and TESSERA_API_URL at https:// for anything real.
+            allow_insecure_http: true,
+            ..Config::default()
+        },
+        ..Settings::default()
     };
+    static RESOURCES_TESSERA: StaticCell<Resources> = StaticCell::new();
     static TESSERA: StaticCell<Tessera> = StaticCell::new();
-    let tessera = TESSERA.init(Client::new(
-        AnyProvider::new(kind, BASE_URL),
-        credentials,
-        tcp,
-        dns,
-        buffers,
-        Settings::default(),
-        &mut rng,
-    ));
+    let tessera = TESSERA.init(
+        Client::builder(
+            AnyProvider::new(kind, BASE_URL),
+            credentials,
+            tcp,
+            dns,
+            RESOURCES_TESSERA.init(Resources::new()),
+            &mut rng,
+        )
+        .settings(settings)
+        .build(),
+    );
     spawner.spawn(unwrap!(refresher(tessera)));
 
-    static TOKEN: StaticCell<heapless::String<2048>> = StaticCell::new();
-    static AUTHORIZATION: StaticCell<[u8; 2064]> = StaticCell::new();
-    static CALL_HEADERS: StaticCell<[u8; 1024]> = StaticCell::new();
-    static CALL_BODY: StaticCell<[u8; 2048]> = StaticCell::new();
-    let token = TOKEN.init(heapless::String::new());
-    let authorization = AUTHORIZATION.init([0; 2064]);
-    let call_headers = CALL_HEADERS.init([0; 1024]);
-    let call_body = CALL_BODY.init([0; 2048]);
-    let mut buffers = CallBuffers {
-        token,
-        authorization,
-        headers: call_headers,
-        body: call_body,
-    };
+    // This task's call buffers: the bearer token is written here, and wiped after each call.
+    static CALL: StaticCell<CallBuffers> = StaticCell::new();
+    let buffers = CALL.init(CallBuffers::new());
+    let mut n = 0u32;
     loop {
-        let request = ApiRequest {
-            method: Method::Get,
-            url: API_URL,
-            body: None,
-        };
-        match tessera.call(request, &mut buffers).await {
-            Ok(r) => info!("{} answered {} ({} bytes)", API_URL, r.status, r.body_len),
+        n = n.wrapping_add(1);
+        // One key per operation: a retried payment is not charged twice.
+        let mut key = heapless::String::<16>::new();
+        let _ = write!(key, "till7-{n}");
+        let headers = [("Idempotency-Key", key.as_str())];
+        match tessera
+            .call(ApiRequest::get(API_URL).headers(&headers), buffers)
+            .await
+        {
+            Ok(r) => info!(
+                "{} answered {} ({} bytes, request id {})",
+                API_URL,
+                r.status(),
+                r.body().len(),
+                r.header("x-request-id").unwrap_or("-")
+            ),
             Err(e) => {
                 warn!("call failed: {}", e);
-                tessera
-                    .failure(|f| {
-                        if let Some(f) = f {
-                            warn!("last token failure: {}", f)
-                        }
-                    })
-                    .await;
+                tessera.failure(|f| {
+                    if let Some(f) = f {
+                        warn!("last token failure: {}", f)
+                    }
+                });
             }
         }
         Timer::after(Duration::from_secs(30)).await;

@@ -272,7 +272,7 @@ where
         tcp: &'r T,
         dns: &'r D,
         resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
-        rng: &mut impl rand_core::RngCore,
+        rng: &mut (impl rand_core::RngCore + ?Sized),
     ) -> Self {
         Self::builder(provider, credentials, tcp, dns, resources, rng).build()
     }
@@ -289,7 +289,7 @@ where
         tcp: &'r T,
         dns: &'r D,
         resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
-        rng: &mut impl rand_core::RngCore,
+        rng: &mut (impl rand_core::RngCore + ?Sized),
     ) -> Builder<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH> {
         Builder {
             mutex: PhantomData,

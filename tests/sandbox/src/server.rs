@@ -175,8 +175,9 @@ impl Sandbox {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let state = Arc::clone(&inner);
+        // Enough workers that one busy answer (a 10 MB body) never delays the others.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(4)
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()

@@ -223,3 +223,20 @@ fn certificates_convert_to_pem() {
     assert_eq!(lines[1].len(), 64);
     assert_eq!(lines[1..lines.len() - 1].concat().len(), 136);
 }
+
+#[test]
+fn a_huge_header_is_sent_whole_before_the_connection_closes() {
+    let sb = Sandbox::start().unwrap();
+    let ep = Endpoint::Token(ProviderKind::Shogun);
+    sb.inject(ep, Fault::HugeHeaders(200_000), 1);
+    let body = r#"{"client_id":"tessera-sandbox-client","client_secret":"x"}"#;
+    let answer = post(
+        sb.addr(),
+        "/shogun/api/v1/security/api/generate_token",
+        "Content-Type: application/json\r\n",
+        body,
+    );
+    let (head, rest) = answer.split_once("\r\n\r\n").expect("a whole head");
+    assert!(head.len() > 200_000, "{}", head.len());
+    assert!(rest.contains("Invalid credentials"), "{rest}");
+}

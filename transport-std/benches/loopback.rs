@@ -2,7 +2,8 @@
 //! the `oauth2` crate (5.x, its client-credentials flow over its ureq client), the usual
 //! choice on a host. `cargo bench -p tessera-std --bench loopback`; figures in BENCHMARKS.md.
 //!
-//! - `first fetch`: a new client, one token: connection, request, parse.
+//! - `first fetch`: a new client, one token: connection, request, parse (`127.0.0.1`).
+//! - `first fetch by name`: the same at `localhost`, so the name is resolved.
 //! - `10k calls`: 10,000 calls that each need a token. tessera-std hands out its cached token;
 //!   oauth2 has no cache, so each call is an exchange (on a kept-alive connection).
 //! - `64 threads`: 1,000 calls spread over 64 threads at once. The upstream requests they
@@ -17,19 +18,23 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, TokenResponse, TokenUrl};
 use tessera_core::{Credentials, ProviderKind};
-use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
+use tessera_sandbox::{base_url_at, Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 use tessera_std::{Client, Options, OwnedProvider};
 
 const THREADS: usize = 64;
 const CALLS: usize = 1_000;
 
 fn tessera(sb: &Sandbox) -> Client<OwnedProvider> {
+    tessera_at(sb.base_url(ProviderKind::OAuth2))
+}
+
+fn tessera_at(token_url: String) -> Client<OwnedProvider> {
     let options = Options {
         refresh_in_background: false,
         ..Options::default()
     };
     Client::with_options(
-        OwnedProvider::new(ProviderKind::OAuth2, sb.base_url(ProviderKind::OAuth2)),
+        OwnedProvider::new(ProviderKind::OAuth2, token_url),
         Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
         options,
     )
@@ -44,9 +49,13 @@ type OAuthClient = oauth2::basic::BasicClient<
 >;
 
 fn oauth(sb: &Sandbox) -> OAuthClient {
+    oauth_at(sb.base_url(ProviderKind::OAuth2))
+}
+
+fn oauth_at(token_url: String) -> OAuthClient {
     BasicClient::new(ClientId::new(CLIENT_ID.into()))
         .set_client_secret(ClientSecret::new(CLIENT_SECRET.into()))
-        .set_token_uri(TokenUrl::new(sb.base_url(ProviderKind::OAuth2)).unwrap())
+        .set_token_uri(TokenUrl::new(token_url).unwrap())
 }
 
 /// An agent as oauth2's documentation asks for: no redirects.
@@ -73,6 +82,20 @@ fn first_fetch(c: &mut Criterion) {
     });
     g.bench_function("oauth2", |b| {
         b.iter(|| oauth_token(&oauth(&sb), &agent()).len())
+    });
+    g.finish();
+    // The same through a host name: tessera-std resolves it on a kept resolver thread,
+    // within its timeout; oauth2's ureq 2 on the calling thread, with no bound.
+    let by_name = base_url_at(
+        &format!("http://localhost:{}", sb.addr().port()),
+        ProviderKind::OAuth2,
+    );
+    let mut g = c.benchmark_group("loopback/first fetch by name");
+    g.bench_function("tessera-std", |b| {
+        b.iter(|| tessera_at(by_name.clone()).token().unwrap().as_str().len())
+    });
+    g.bench_function("oauth2", |b| {
+        b.iter(|| oauth_token(&oauth_at(by_name.clone()), &agent()).len())
     });
     g.finish();
 }

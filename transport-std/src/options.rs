@@ -19,7 +19,9 @@ pub struct Options {
     /// Seed of the backoff jitter, given to the session. The default is random per process,
     /// so hosts that failed together do not retry together.
     pub jitter_seed: u64,
-    /// Connect timeout (name resolution, TCP, proxy, TLS handshake). Default 10 s.
+    /// Connect timeout (name resolution, TCP, proxy, TLS handshake). Default 10 s. A host
+    /// name is resolved on a kept resolver thread and waited for at most this long (an IP
+    /// literal needs no resolution at all), so a hung DNS server cannot stall a caller.
     pub connect_timeout: Duration,
     /// Whole-request timeout (connect, send, receive). Default 30 s.
     pub request_timeout: Duration,
@@ -172,7 +174,7 @@ fn rustls_pki_der(cert: &Certificate<'_>) -> rustls::pki_types::CertificateDer<'
 pub enum Proxy {
     /// The environment's proxy for `https://`: the first of `ALL_PROXY`, `HTTPS_PROXY`,
     /// `HTTP_PROXY` (or their lowercase forms) that is set, with `NO_PROXY` honoured, read
-    /// when the client is made. The default, as in curl.
+    /// when the client is made. The default.
     #[default]
     Env,
     /// No proxy, whatever the environment says.

@@ -2,7 +2,7 @@
 //! never does, for plaintext), a bounded name resolver that keeps its threads, bodies read
 //! within a limit.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -206,7 +206,8 @@ pub(crate) fn read_body(
 
 /// Name resolution within ureq's time bound, without a new thread per lookup.
 ///
-/// An IP literal (`127.0.0.1`, `[::1]`) needs no lookup and gets none. A name is looked up
+/// An IP literal (`127.0.0.1`, `[::1]`) needs no lookup and gets none; neither does
+/// `localhost` (nor `*.localhost`), always `127.0.0.1` then `::1`. A name is looked up
 /// on a resolver thread kept for the next lookup, and the caller waits for it at most until
 /// the connect or request timeout: a hung lookup cannot stall a caller. A thread stuck in a
 /// lookup is simply not reused until it comes back; the next lookup takes another.
@@ -237,6 +238,13 @@ impl Resolver for Lookup {
             .parse::<IpAddr>();
         let found: Vec<SocketAddr> = match literal {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
+            // `localhost` and `*.localhost` are this machine (RFC 6761), and the core lets
+            // plaintext go to them for that reason: they are answered here, so no hosts
+            // file or DNS server can send them elsewhere.
+            Err(_) if tessera_core::transport::is_loopback(host) => vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            ],
             Err(_) => {
                 let name = format!("{host}:{port}");
                 if timeout.after.is_not_happening() {
@@ -441,6 +449,16 @@ mod tests {
             let found = Lookup.resolve(&uri, &config, timeout).unwrap();
             assert_eq!(found.len(), 1);
             assert_eq!(found[0], want.parse::<SocketAddr>().unwrap());
+        }
+        for url in [
+            "http://localhost:9/",
+            "http://sandbox.LOCALHOST:9/",
+            "http://localhost.:9/",
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            let found = Lookup.resolve(&uri, &config, timeout).unwrap();
+            let found: Vec<_> = found.iter().map(ToString::to_string).collect();
+            assert_eq!(found, ["127.0.0.1:9", "[::1]:9"], "{url}");
         }
     }
 }

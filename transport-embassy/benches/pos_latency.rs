@@ -70,6 +70,13 @@ fn main() {
         async_io::block_on(select(client.refresher(), s.wait()));
     });
 
+    // A due refresh is handed over only once the refresher runs: wait for its start.
+    let started = Instant::now();
+    while !client.refresher_running() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no refresher");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
     let mut out = [0u8; 2048];
     let first = async_io::block_on(client.token(&mut out))
         .expect("first token")

@@ -870,6 +870,13 @@ where
         }
     }
 
+    /// Whether a [`Client::refresher`] future is running: for tests that must not race
+    /// its start.
+    #[doc(hidden)]
+    pub fn refresher_running(&self) -> bool {
+        self.with(|s| s.refresher.running)
+    }
+
     /// Whether the fetch buffers are home and all zero (none held a secret or token after
     /// its fetch ended): for tests. `None` while a task holds them.
     #[doc(hidden)]

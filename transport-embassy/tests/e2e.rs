@@ -84,6 +84,14 @@ fn make_with(
             async_io::block_on(select(client.refresher(), s.wait()));
         })
     });
+    if with_refresher {
+        // A refresh is handed over only once the refresher runs (otherwise the caller runs
+        // it): wait for its thread to start it, so no scenario races the start-up.
+        assert!(
+            scenarios::eventually(Duration::from_secs(10), || client.refresher_running()),
+            "the refresher task never started"
+        );
+    }
     EmbassyClient {
         client,
         clock,
@@ -375,4 +383,51 @@ fn future_sizes_for_task_arenas() {
         token_size <= 4096 && call_size <= 4096,
         "{token_size} / {call_size}"
     );
+}
+
+#[test]
+fn without_a_refresher_only_the_caller_running_the_refresh_waits_for_it() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::Shogun;
+    sb.set_lifetime(kind, 3600);
+    let c = make_with(&sb.base_url(kind), kind, CLIENT_SECRET, false, false);
+    let first = c.token().unwrap();
+    let gate = Gate::new();
+    sb.inject(Endpoint::Token(kind), Fault::Hold(gate.clone()), 1);
+    c.clock.advance(Duration::from_secs(3400));
+    let at_gate = arrived(&gate, 1);
+    let url = sb.protected_url(kind);
+    let (refreshing, others) = async_io::block_on(embassy_futures::join::join(
+        // This caller finds the token due and, with no refresher, runs the refresh itself:
+        // it gets the current token once the held refresh is answered.
+        c.token_async(),
+        async {
+            at_gate.wait().await;
+            // While it is held, 16 other tasks get the cached token and make calls.
+            let mut tasks: Vec<Boxed<'_>> = Vec::new();
+            for _ in 0..8 {
+                tasks.push(Box::pin(c.token_async()));
+                tasks.push(Box::pin(async {
+                    c.call_async(&url, &[])
+                        .await
+                        .map(|r| format!("status {}", r.status))
+                }));
+            }
+            let done = join_all(tasks).await;
+            let held = !gate.is_released();
+            gate.release();
+            (done, held)
+        },
+    ));
+    let (done, held) = others;
+    assert!(held, "the 16 completed while the refresh was held");
+    for r in done {
+        let r = r.unwrap_or_else(|e| panic!("{}", e.text));
+        assert!(r == first || r == "status 200", "{r}");
+    }
+    assert_eq!(refreshing.unwrap(), first);
+    let second = c.token().unwrap();
+    assert_ne!(second, first, "the refresh landed");
+    assert_eq!(sb.count(Endpoint::Token(kind)), 2);
+    assert_eq!(c.client.fetch_buffers_wiped(), Some(true));
 }

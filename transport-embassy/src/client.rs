@@ -616,7 +616,8 @@ where
     /// rejected, a new one is fetched once and the call is sent once more.
     ///
     /// An `http://` URL whose host is not loopback is refused before connecting unless
-    /// the settings allow insecure HTTP; an `https://` one needs [`Client::call_tls`].
+    /// the settings allow insecure HTTP; an `https://` one needs `Client::call_tls`
+    /// (feature `tls`).
     pub async fn call<'b, const HEAD: usize, const BODY: usize>(
         &self,
         request: ApiRequest<'_>,
@@ -843,13 +844,13 @@ where
     }
 
     /// Runs `f` with the last failure (code, message, Setu's trace id), if any. `f` runs
-    /// under the client's lock: keep it short.
+    /// under the client's lock: keep it short, and do not call the client from it.
     pub fn failure<R>(&self, f: impl FnOnce(Option<&Failure>) -> R) -> R {
         self.with(|s| f(s.session.failure()))
     }
 
     /// Runs `f` with the cached grant while its token is usable. `f` runs under the
-    /// client's lock: keep it short.
+    /// client's lock: keep it short, and do not call the client from it.
     pub fn grant<R>(&self, f: impl FnOnce(Option<&Grant<TOKEN, REFRESH>>) -> R) -> R {
         self.with(|s| f(s.session.grant(self.clock.now())))
     }

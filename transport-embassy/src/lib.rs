@@ -67,7 +67,7 @@
 //! ```
 //!
 //! With feature `tls` the token URL and calls are HTTPS: `Client::builder(…).tls(Tls::new(CA,
-//! rng, tls_buffers)).build()` and [`Client::call_tls`] (`examples/terminal.rs`).
+//! rng, tls_buffers)).build()` and `Client::call_tls` (`examples/terminal.rs`).
 //!
 //! ## TLS (feature `tls`)
 //!

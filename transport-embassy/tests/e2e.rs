@@ -431,3 +431,42 @@ fn without_a_refresher_only_the_caller_running_the_refresh_waits_for_it() {
     assert_eq!(sb.count(Endpoint::Token(kind)), 2);
     assert_eq!(c.client.fetch_buffers_wiped(), Some(true));
 }
+
+#[test]
+fn a_refused_refresh_parks_the_refresher_until_new_credentials_wake_it() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    sb.set_lifetime(kind, 3600);
+    let c = Embassy.client(&sb, kind, CLIENT_SECRET);
+    let first = c.token().unwrap();
+    // The secret is rotated on the provider's side before the refresh: it is refused.
+    c.set_secret("an old secret");
+    c.clock().advance(Duration::from_secs(3400));
+    assert_eq!(c.token().unwrap(), first, "the due token, at once");
+    assert!(
+        scenarios::eventually(Duration::from_secs(10), || {
+            c.client.failure(|f| {
+                f.is_some_and(|f| f.kind() == tessera_core::ErrorKind::InvalidCredentials)
+            })
+        }),
+        "the refresh was refused"
+    );
+    // Parked: however long callers keep using the cached token, nothing is sent.
+    for _ in 0..20 {
+        c.clock().advance(Duration::from_secs(5));
+        assert_eq!(c.token().unwrap(), first);
+    }
+    async_io::block_on(c.client.settled());
+    assert_eq!(sb.count(Endpoint::Token(kind)), 2, "one refused refresh");
+    // New credentials wake the refresher: it refreshes with no caller asking.
+    c.set_secret(CLIENT_SECRET);
+    assert!(
+        scenarios::eventually(Duration::from_secs(10), || sb.count(Endpoint::Token(kind))
+            == 3),
+        "the refresher did not wake"
+    );
+    async_io::block_on(c.client.settled());
+    assert_ne!(c.token().unwrap(), first, "refreshed");
+    assert_eq!(sb.count(Endpoint::Token(kind)), 3);
+    scenarios::audit();
+}

@@ -43,7 +43,9 @@ impl Http {
                 // pieces whatever the size.
                 .input_buffer_size(BUFFER)
                 .output_buffer_size(BUFFER)
-                .max_response_header_size(BUFFER)
+                // Less than the input buffer: a larger head is then refused as such
+                // (`response header too large`), not cut off as a closed connection.
+                .max_response_header_size(MAX_HEAD)
                 .tls_config(
                     TlsConfig::builder()
                         .root_certs(options.trust.root_certs())
@@ -80,8 +82,11 @@ impl Http {
     }
 }
 
-/// The input and output buffer of a connection, and the largest response head read.
+/// The input and output buffer of a connection.
 const BUFFER: usize = 32 * 1024;
+
+/// The largest response head (status line and headers) read.
+const MAX_HEAD: usize = 24 * 1024;
 
 /// Holds the bytes ureq writes for a request (the head, then the body) and sends them in
 /// one write when the response is awaited: one segment instead of two, so the server reads

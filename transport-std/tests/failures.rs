@@ -122,6 +122,34 @@ fn garbage_and_broken_framing_say_protocol() {
 }
 
 #[test]
+fn an_oversized_response_head_says_protocol() {
+    let sb = Sandbox::start().unwrap();
+    let client = oauth(&sb, options());
+    for size in [30_000, 200_000] {
+        client.retry();
+        sb.inject(
+            Endpoint::Token(ProviderKind::OAuth2),
+            Fault::HugeHeaders(size),
+            1,
+        );
+        let te = token_failure(&client);
+        assert_eq!(
+            te,
+            TransportError::new(Stage::Protocol, "response header too large"),
+            "{size}"
+        );
+    }
+    // A large head within the limit is read.
+    client.retry();
+    sb.inject(
+        Endpoint::Token(ProviderKind::OAuth2),
+        Fault::HugeHeaders(16_000),
+        1,
+    );
+    assert!(client.token().is_ok());
+}
+
+#[test]
 fn a_connection_cut_mid_body_says_io() {
     let sb = Sandbox::start().unwrap();
     let client = oauth(&sb, options());

@@ -55,9 +55,11 @@ async fn pay(
     let body = br#"{"amount":1250,"currency":"EUR"}"#;
     let request = ApiRequest::post(url, "application/json", body).headers(&headers);
     let response = client.call_tls(request, buffers, tls).await?;
-    if let Some(id) = response.header("x-request-id") {
-        println!("request id {id}");
-    }
+    log::info!(
+        "payment answered {} (request id {})",
+        response.status(),
+        response.header("x-request-id").unwrap_or("-")
+    );
     Ok(response.status())
 }
 

@@ -129,7 +129,10 @@ impl<T: Transport> Coalesced<T> {
             let out = self.inner.buffers().output();
             let n = out.len().min(self.held.len() - sent);
             out[..n].copy_from_slice(&self.held[sent..sent + n]);
-            if let Err(e) = self.inner.transmit_output(n, timeout) {
+            let result = self.inner.transmit_output(n, timeout);
+            // ureq keeps its output buffer with the pooled connection: wipe what was sent.
+            self.inner.buffers().output()[..n].zeroize();
+            if let Err(e) = result {
                 break Err(e);
             }
             sent += n;
@@ -192,21 +195,37 @@ pub(crate) fn to_http<'b>(
     builder.body(body)
 }
 
-/// Reads the whole body, at most `limit` bytes.
+/// Reads the whole body, at most `limit` bytes, into one allocation when the response
+/// states its length (a body that grows is copied, and the copies left behind are not
+/// wiped: token answers carry the token).
 pub(crate) fn read_body(
     response: &mut http::Response<Body>,
     limit: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    response
+    use std::io::Read;
+    let stated = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(stated.min(limit));
+    let read = response
         .body_mut()
         .with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => BodyError::TooLarge,
-            e => BodyError::Network(e),
-        })
+        .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+        .reader()
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) => Ok(body),
+        Err(e) => {
+            body.zeroize();
+            Err(match ureq::Error::from(e) {
+                ureq::Error::BodyExceedsLimit(_) => BodyError::TooLarge,
+                e => BodyError::Network(e),
+            })
+        }
+    }
 }
 
 /// Name resolution within ureq's time bound, without a new thread per lookup.

@@ -50,7 +50,7 @@ pub(crate) struct Inner<P, const TOKEN: usize, const REFRESH: usize> {
 ///
 /// `TOKEN` and `REFRESH` are the largest access and refresh tokens it keeps (bytes; a
 /// larger one is a typed `capacity` error, never a truncation): raise `TOKEN` for JWTs with
-/// many claims, e.g. `Client<OwnedProvider, 8192>`.
+/// many claims, e.g. `Client<OwnedProvider, 8192>` made with [`Client::with_capacity`].
 pub struct Client<
     P,
     const TOKEN: usize = DEFAULT_TOKEN_CAPACITY,
@@ -77,21 +77,51 @@ impl<P: fmt::Debug, const TOKEN: usize, const REFRESH: usize> fmt::Debug
     }
 }
 
-impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
-    Client<P, TOKEN, REFRESH>
-{
-    /// A client with the default [`Options`].
+impl<P: Provider + Send + 'static> Client<P> {
+    /// A client with the default [`Options`] and token capacities.
     pub fn new(provider: P, credentials: Credentials) -> Self {
         Self::with_options(provider, credentials, Options::default())
     }
 
-    /// A client with explicit options.
+    /// A client with explicit options (default token capacities; see
+    /// [`Client::with_capacity`] for others).
     pub fn with_options(provider: P, credentials: Credentials, options: Options) -> Self {
-        Self::with_clock(provider, credentials, options, Arc::new(StdClock::new()))
+        Self::with_capacity(provider, credentials, options)
     }
 
     /// A client on another monotonic clock (tests drive one by hand).
     pub fn with_clock(
+        provider: P,
+        credentials: Credentials,
+        options: Options,
+        clock: Arc<dyn Clock + Send + Sync>,
+    ) -> Self {
+        Self::with_capacity_and_clock(provider, credentials, options, clock)
+    }
+}
+
+impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
+    Client<P, TOKEN, REFRESH>
+{
+    /// A client keeping tokens of up to `TOKEN` bytes (refresh tokens up to `REFRESH`),
+    /// named by the type:
+    ///
+    /// ```
+    /// use tessera_std::{Client, Options, OwnedProvider};
+    /// use tessera_std::core::{Credentials, ProviderKind};
+    ///
+    /// let idp = OwnedProvider::new(ProviderKind::OAuth2, "https://idp.example/oauth2/token");
+    /// let creds = Credentials::new("terminal-7", "s3cr3t")?;
+    /// // JWTs with many claims: 8 KiB.
+    /// let client: Client<_, 8192> = Client::with_capacity(idp, creds, Options::default());
+    /// # Ok::<(), tessera_std::core::Error>(())
+    /// ```
+    pub fn with_capacity(provider: P, credentials: Credentials, options: Options) -> Self {
+        Self::with_capacity_and_clock(provider, credentials, options, Arc::new(StdClock::new()))
+    }
+
+    /// [`Client::with_capacity`] on another monotonic clock.
+    pub fn with_capacity_and_clock(
         provider: P,
         credentials: Credentials,
         options: Options,
@@ -148,7 +178,12 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     if self.inner.options.refresh_in_background {
                         debug!("tessera: refreshing the token in the background");
                         let me = self.clone();
-                        std::thread::spawn(move || me.fetch(ticket));
+                        // If no thread can be had, the ticket is dropped with the closure
+                        // and the session abandons it after `fetch_timeout`: never a panic
+                        // in a caller that has its token.
+                        let _ = std::thread::Builder::new()
+                            .name("tessera-refresh".into())
+                            .spawn(move || me.fetch(ticket));
                     } else {
                         self.fetch(ticket);
                     }

@@ -20,7 +20,7 @@
 //! let token_url = std::env::var("TOKEN_URL")?; // e.g. https://idp.example/oauth2/token
 //! let idp = OwnedProvider::new(ProviderKind::OAuth2, token_url).with_scope("payments");
 //! let creds = Credentials::new("terminal-7", &std::env::var("CLIENT_SECRET")?)?;
-//! let client: Client<_> = Client::new(idp, creds);
+//! let client = Client::new(idp, creds);
 //!
 //! // A payment that must not be taken twice, even when the call is retried after a 401.
 //! let request = http::Request::post("https://api.example/v1/payments")

@@ -180,7 +180,7 @@ fn token_capacity_is_the_users_choice() {
     let idp = || OwnedProvider::new(ProviderKind::OAuth2, sb.base_url(ProviderKind::OAuth2));
     let small: Client<OwnedProvider> = Client::with_options(idp(), creds(), options());
     assert_eq!(small.token().unwrap_err().kind(), ErrorKind::Capacity);
-    let large: Client<OwnedProvider, 4096> = Client::with_options(idp(), creds(), options());
+    let large: Client<OwnedProvider, 4096> = Client::with_capacity(idp(), creds(), options());
     assert_eq!(large.token().unwrap().as_str().len(), 3000);
 }
 

@@ -224,6 +224,21 @@ fn an_untrusted_certificate_says_tls_and_the_apps_own_root_is_trusted() {
 }
 
 #[test]
+fn the_platform_store_does_not_trust_a_private_ca() {
+    let (sb, _ca) = Sandbox::start_tls("localhost").unwrap();
+    let url = format!("https://localhost:{}/oauth2/token", sb.addr().port());
+    let opts = Options {
+        trust: Trust::Platform,
+        ..options()
+    };
+    let client =
+        Client::<_>::with_options(OwnedProvider::new(ProviderKind::OAuth2, url), creds(), opts);
+    let te = token_failure(&client);
+    assert_eq!(te, TransportError::new(Stage::Tls, "certificate not trusted"));
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
+}
+
+#[test]
 fn pem_roots_are_checked_when_the_trust_is_made() {
     let (_sb, ca) = Sandbox::start_tls("localhost").unwrap();
     let one = pem(&ca);

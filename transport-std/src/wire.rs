@@ -57,7 +57,7 @@ impl Http {
             Agent::with_parts(
                 config(proxy),
                 DefaultConnector::new().chain(Coalescing),
-                Lookup,
+                Lookup { pool: &SYSTEM },
             )
         };
         let direct = agent(None);
@@ -235,8 +235,17 @@ pub(crate) fn read_body(
 /// on a resolver thread kept for the next lookup, and the caller waits for it at most until
 /// the connect or request timeout: a hung lookup cannot stall a caller. A thread stuck in a
 /// lookup is simply not reused until it comes back; the next lookup takes another.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Lookup;
+#[derive(Clone, Copy)]
+pub(crate) struct Lookup {
+    /// The resolver threads (the system's resolver; tests inject another).
+    pool: &'static Pool,
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup")
+    }
+}
 
 impl Resolver for Lookup {
     fn resolve(
@@ -274,7 +283,7 @@ impl Resolver for Lookup {
                 if timeout.after.is_not_happening() {
                     name.to_socket_addrs()?.collect()
                 } else {
-                    SYSTEM.lookup(name, *timeout.after, timeout.reason)?
+                    self.pool.lookup(name, *timeout.after, timeout.reason)?
                 }
             }
         };
@@ -449,28 +458,40 @@ mod tests {
             }
             assert_eq!(NOTHING.idle().len(), 1, "one thread, reused");
         }
-        // What the resolver makes of no address at all.
+        // A name that resolves to nothing: dns, through the resolver ureq calls.
+        let uri: http::Uri = "https://c.invalid/token".parse().unwrap();
+        let e = Lookup { pool: &NOTHING }
+            .resolve(&uri, &Config::default(), bounded())
+            .unwrap_err();
+        assert!(matches!(e, ureq::Error::HostNotFound), "{e}");
+        let te = crate::classify(&e);
         assert_eq!(
-            crate::classify(&ureq::Error::HostNotFound).stage,
-            tessera_core::Stage::Dns
+            (te.stage, te.detail),
+            (tessera_core::Stage::Dns, "host not found")
         );
+    }
+
+    fn bounded() -> NextTimeout {
+        NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        }
     }
 
     #[test]
     fn ip_literals_need_no_lookup() {
         let config = Config::default();
-        let timeout = NextTimeout {
-            after: ureq::unversioned::transport::time::Duration::Exact(Duration::from_secs(1)),
-            reason: ureq::Timeout::Resolve,
-            ..NextTimeout::default()
-        };
+        let timeout = bounded();
         for (url, want) in [
             ("http://127.0.0.1:8080/x", "127.0.0.1:8080"),
             ("https://[::1]/x", "[::1]:443"),
             ("http://10.1.2.3/x", "10.1.2.3:80"),
         ] {
             let uri: http::Uri = url.parse().unwrap();
-            let found = Lookup.resolve(&uri, &config, timeout).unwrap();
+            let found = Lookup { pool: &NOTHING }
+                .resolve(&uri, &config, timeout)
+                .unwrap();
             assert_eq!(found.len(), 1);
             assert_eq!(found[0], want.parse::<SocketAddr>().unwrap());
         }
@@ -480,7 +501,9 @@ mod tests {
             "http://localhost.:9/",
         ] {
             let uri: http::Uri = url.parse().unwrap();
-            let found = Lookup.resolve(&uri, &config, timeout).unwrap();
+            let found = Lookup { pool: &NOTHING }
+                .resolve(&uri, &config, timeout)
+                .unwrap();
             let found: Vec<_> = found.iter().map(ToString::to_string).collect();
             assert_eq!(found, ["127.0.0.1:9", "[::1]:9"], "{url}");
         }

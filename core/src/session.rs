@@ -279,11 +279,13 @@ pub struct Restored {
 pub enum Step {
     /// Run this fetch (a first token, or a refresh), then ask again.
     Fetch(Ticket),
-    /// Nothing to do until this instant (the refresh point, the end of a backoff, or of
-    /// another caller's fetch); sleep, and wake early if the credentials change.
+    /// Nothing to do until this instant, always in the future (the refresh point, the end
+    /// of a backoff, or the deadline of another caller's fetch); sleep, and wake early if
+    /// anything changes.
     Sleep(Instant),
-    /// The credentials were refused: nothing to do until they are replaced or a retry is
-    /// asked for. Sleep until then (a transport wakes its refresher on that change).
+    /// No token to keep fresh (none yet, expired, or the credentials were refused): sleep
+    /// until something changes (a caller's fetch completes, the credentials are replaced,
+    /// a retry is asked for); a transport wakes its refresher on those.
     Park,
 }
 
@@ -433,15 +435,34 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         Ok(request)
     }
 
-    /// What a background refresher does now: fetch (it holds the ticket), sleep until an
-    /// instant, or park until the credentials change or [`Session::retry`] is called (after
-    /// a refusal). Both transports' refreshers are this loop.
+    /// What a background refresher does now. A refresher keeps a cached token fresh: it
+    /// refreshes it when due ([`Step::Fetch`], it then holds the ticket), and otherwise
+    /// sleeps until the next instant anything can change ([`Step::Sleep`]: the refresh
+    /// point, the end of a backoff after a failed refresh, or the deadline of another
+    /// caller's refresh). With no token to keep fresh (none yet, it expired, or the
+    /// credentials were refused) it [parks](Step::Park): the next caller fetches, so nothing
+    /// is sent that no caller asked for. Both transports' refreshers are this loop.
     pub fn refresher_step(&mut self, now: Instant) -> Step {
-        match self.poll(now) {
-            Poll::Ready(bearer) => Step::Sleep(bearer.refresh_at()),
-            Poll::Refresh(_, ticket) | Poll::Fetch(ticket) => Step::Fetch(ticket),
-            Poll::Wait(until) | Poll::Backoff { until, .. } => Step::Sleep(until),
-            Poll::Failed(_) => Step::Park,
+        if self.grant(now).is_none() {
+            // `poll` would elect the refresher to fetch a first token; callers do that.
+            self.abandon_overdue(now);
+            return Step::Park;
+        }
+        let refresh_at = match self.poll(now) {
+            Poll::Refresh(_, ticket) => return Step::Fetch(ticket),
+            Poll::Ready(bearer) => bearer.refresh_at(),
+            // Unreachable with a usable token; parking is the safe answer.
+            _ => return Step::Park,
+        };
+        if refresh_at > now {
+            return Step::Sleep(refresh_at);
+        }
+        // Due, but the session did not elect a refresh: say until when.
+        match (self.fetch, self.backoff_until) {
+            (Some(f), _) => Step::Sleep(f.sent.saturating_add(self.config.fetch_timeout)),
+            (None, _) if self.sticky => Step::Park,
+            (None, Some(until)) if until > now => Step::Sleep(until),
+            (None, _) => Step::Park,
         }
     }
 

@@ -687,3 +687,38 @@ fn a_released_ticket_lets_the_next_poll_fetch_at_once() {
     assert_eq!(s.release(t2), Completion::Stale);
     assert!(matches!(s.poll(at(3)), Poll::Fetch(_)));
 }
+
+#[test]
+fn the_refresher_sleeps_until_something_can_change_never_in_the_past() {
+    use tessera_core::session::Step;
+    let mut s = session(Config::default());
+    // No token: the refresher parks; the first caller fetches.
+    assert_eq!(s.refresher_step(at(0)), Step::Park);
+    let t = fetch_ticket(&mut s, at(0));
+    s.on_response(t, at(0), 200, None, grant_body("t1", 3600).as_bytes());
+    // Fresh: sleep until the refresh point (one hour less 5 min).
+    assert_eq!(s.refresher_step(at(1)), Step::Sleep(at(3300 * SEC)));
+    // Due: refresh.
+    let Step::Fetch(t) = s.refresher_step(at(3300 * SEC)) else {
+        panic!("no refresh")
+    };
+    // While that refresh is out, another refresher sleeps until its deadline (30 s).
+    assert_eq!(
+        s.refresher_step(at(3301 * SEC)),
+        Step::Sleep(at(3330 * SEC))
+    );
+    // It fails: sleep until the backoff ends, not the past refresh point.
+    assert_eq!(fail_with(&mut s, t, at(3302 * SEC), 503, None), Completion::Failed);
+    let until = s.backoff_until().unwrap();
+    assert!(until > at(3302 * SEC));
+    assert_eq!(s.refresher_step(at(3302 * SEC)), Step::Sleep(until));
+    // Then a refusal while the old token lives: park until the credentials change.
+    let Step::Fetch(t) = s.refresher_step(until) else {
+        panic!("no refresh after the backoff")
+    };
+    let refused = br#"{"error":"invalid_client"}"#;
+    assert_eq!(s.on_response(t, until, 401, None, refused), Completion::Failed);
+    assert_eq!(s.refresher_step(until), Step::Park);
+    // The token expires: nothing to keep fresh.
+    assert_eq!(s.refresher_step(at(3600 * SEC)), Step::Park);
+}

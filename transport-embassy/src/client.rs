@@ -751,9 +751,6 @@ where
                 let now = self.clock.now();
                 let step = match refresher.handoff.take() {
                     Some(ticket) => Step::Fetch(ticket),
-                    // No token to keep fresh (none yet, refused, or expired): the next
-                    // caller fetches one. Nothing is sent that no caller asked for.
-                    None if session.grant(now).is_none() => Step::Park,
                     None => session.refresher_step(now),
                 };
                 match step {
@@ -764,15 +761,7 @@ where
                             Chore::Nudge
                         }
                     },
-                    Step::Sleep(at) if at > now => Chore::Sleep(at),
-                    // A due token the session will not refresh yet (backing off after a
-                    // failed refresh, refused credentials, a fetch in flight): `Sleep`
-                    // names the past refresh point, so sleep until the backoff ends, or
-                    // until something changes.
-                    Step::Sleep(_) => match session.backoff_until().filter(|b| *b > now) {
-                        Some(until) => Chore::Sleep(until),
-                        None => Chore::Nudge,
-                    },
+                    Step::Sleep(at) => Chore::Sleep(at),
                     Step::Park => Chore::Nudge,
                 }
             });

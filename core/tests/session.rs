@@ -708,7 +708,10 @@ fn the_refresher_sleeps_until_something_can_change_never_in_the_past() {
         Step::Sleep(at(3330 * SEC))
     );
     // It fails: sleep until the backoff ends, not the past refresh point.
-    assert_eq!(fail_with(&mut s, t, at(3302 * SEC), 503, None), Completion::Failed);
+    assert_eq!(
+        fail_with(&mut s, t, at(3302 * SEC), 503, None),
+        Completion::Failed
+    );
     let until = s.backoff_until().unwrap();
     assert!(until > at(3302 * SEC));
     assert_eq!(s.refresher_step(at(3302 * SEC)), Step::Sleep(until));
@@ -717,7 +720,10 @@ fn the_refresher_sleeps_until_something_can_change_never_in_the_past() {
         panic!("no refresh after the backoff")
     };
     let refused = br#"{"error":"invalid_client"}"#;
-    assert_eq!(s.on_response(t, until, 401, None, refused), Completion::Failed);
+    assert_eq!(
+        s.on_response(t, until, 401, None, refused),
+        Completion::Failed
+    );
     assert_eq!(s.refresher_step(until), Step::Park);
     // The token expires: nothing to keep fresh.
     assert_eq!(s.refresher_step(at(3600 * SEC)), Step::Park);

@@ -234,7 +234,10 @@ fn the_platform_store_does_not_trust_a_private_ca() {
     let client =
         Client::<_>::with_options(OwnedProvider::new(ProviderKind::OAuth2, url), creds(), opts);
     let te = token_failure(&client);
-    assert_eq!(te, TransportError::new(Stage::Tls, "certificate not trusted"));
+    assert_eq!(
+        te,
+        TransportError::new(Stage::Tls, "certificate not trusted")
+    );
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
 }
 

@@ -399,8 +399,11 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         &self.inner.options
     }
 
-    /// Starts a thread that keeps the token fresh, so callers never wait for a fetch. It
-    /// stops when the returned handle is dropped.
+    /// Starts a thread that keeps the cached token fresh: it refreshes it when due, so no
+    /// caller meets a due token, and sleeps otherwise ([`Session::refresher_step`]). With
+    /// no token (none yet, or refused credentials) it waits for a caller's fetch, new
+    /// credentials or [`Client::retry`]: it never sends what no caller asked for. It stops
+    /// when the returned handle is dropped.
     pub fn start_refresher(&self) -> Refresher {
         let stop = Arc::new(AtomicBool::new(false));
         let client = self.clone();
@@ -434,7 +437,8 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 Step::Sleep(until) => {
                     self.wait(session, Some(until.saturating_duration_since(now)))
                 }
-                // Refused credentials: until they change, a retry, or the stop.
+                // No token to keep fresh: until a fetch completes, the credentials
+                // change, a retry, or the stop (each notifies `changed`).
                 Step::Park => self.wait(session, None),
             };
         }

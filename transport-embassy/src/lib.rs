@@ -66,6 +66,17 @@
 //! }
 //! ```
 //!
+//! ## Snapshots: a token through deep sleep and reboot
+//!
+//! [`Client::save`] seals the cached token into bytes the application keeps where a
+//! restart does not reach (RTC memory through deep sleep, a flash sector), sized by
+//! [`Resources::SNAPSHOT_CAPACITY`]; [`Client::restore`] takes it back into a new client,
+//! whose first `token()` then sends no request while the token lives. The expiry is stored
+//! as absolute wall time, so a restore needs the wall clock and the caller's word that it
+//! is right (`None` discards the snapshot): see [`tessera_core::snapshot`] for the format,
+//! the sealing and every refusal. `examples/esp32c3` keeps it in RTC fast memory across
+//! deep sleep; `examples/rp2040-pico-w` in a flash sector, restored after SNTP.
+//!
 //! With feature `tls` the token URL and calls are HTTPS: `Client::builder(…).tls(Tls::new(CA,
 //! rng, tls_buffers)).build()` and `Client::call_tls` (`examples/terminal.rs`).
 //!
@@ -117,7 +128,7 @@ mod tls;
 pub use client::{Builder, Client, EmbassyClock, Settings, Token};
 pub use error::Error;
 pub use http::{ApiRequest, ApiResponse, MAX_EXTRA_HEADERS};
-pub use resources::{CallBuffers, Resources};
+pub use resources::{snapshot_capacity, CallBuffers, Resources};
 pub use tessera_core as core;
 #[cfg(feature = "tls")]
 pub use tls::{Tls, TlsBuffers};

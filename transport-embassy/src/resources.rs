@@ -57,6 +57,20 @@ impl<
         }
     }
 
+    /// Bytes a [`Client::save`](crate::Client::save) snapshot of this client's token can
+    /// take: [`snapshot_capacity`]`(TOKEN, REFRESH)`. 3,494 for the defaults.
+    ///
+    /// ```
+    /// use tessera_embassy::Resources;
+    /// // The defaults (the type's defaults apply in type position: `<Resources>`).
+    /// assert_eq!(<Resources>::SNAPSHOT_CAPACITY, 3494);
+    /// static KEPT: [u8; <Resources>::SNAPSHOT_CAPACITY] = [0; <Resources>::SNAPSHOT_CAPACITY];
+    /// // A 1 KiB token, no refresh token:
+    /// assert_eq!(Resources::<1024, 1024, 1024, 2048, 256, 0>::SNAPSHOT_CAPACITY, 1446);
+    /// # let _ = &KEPT;
+    /// ```
+    pub const SNAPSHOT_CAPACITY: usize = snapshot_capacity(TOKEN, REFRESH);
+
     pub(crate) fn split(&mut self) -> FetchBuffers<'_> {
         FetchBuffers {
             request: &mut self.request,
@@ -81,6 +95,36 @@ impl<
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Bytes a snapshot ([`Client::save`](crate::Client::save)) of a session with these
+/// capacities can take: the snapshot's fixed part
+/// ([`OVERHEAD`](tessera_core::snapshot::OVERHEAD), 52) and the grant as a token response
+/// with every field at its capacity — the token (`token`), the refresh token (`refresh`),
+/// [`SCOPE_CAPACITY`](tessera_core::SCOPE_CAPACITY) bytes of scopes and the JSON around them
+/// (114 bytes): `token + refresh + 422`.
+///
+/// | `Resources` | `TOKEN` | `REFRESH` | snapshot capacity |
+/// |---|---|---|---|
+/// | the defaults | 2048 | 1024 | 3,494 |
+/// | 4 KiB tokens | 4096 | 1024 | 5,542 |
+/// | 1 KiB tokens, no refresh token | 1024 | 0 | 1,446 |
+///
+/// A real snapshot is the token's actual length, its refresh token and scopes, plus about
+/// 115 bytes: the sandbox's 297-byte JWTs with two scopes take 457 bytes. The bound holds for tokens and scopes with no character JSON must escape
+/// (`"`, `\`, control characters), which covers every RFC 6750 bearer token; a token that
+/// needs escaping and does not fit is refused with [`Capacity`](tessera_core::snapshot::SnapshotError::Capacity)
+/// and the size it needed, never cut.
+pub const fn snapshot_capacity(token: usize, refresh: usize) -> usize {
+    // {"access_token":"…","token_type":"Bearer","expires_in":4294967295,
+    // "refresh_token":"…","scope":"a b …"}
+    const JSON: usize = r#"{"access_token":"","token_type":"Bearer","expires_in":"#.len()
+        + 10
+        + r#","refresh_token":"""#.len()
+        + r#","scope":"""#.len()
+        + r#"}"#.len();
+    const SCOPES: usize = tessera_core::SCOPE_CAPACITY + tessera_core::MAX_SCOPES - 1;
+    tessera_core::snapshot::OVERHEAD + JSON + SCOPES + token + refresh
 }
 
 /// The buffers of one token fetch, handed from task to task with the ticket.

@@ -17,11 +17,13 @@ use tessera_core::{
 use ureq::http;
 use zeroize::Zeroizing;
 
-use crate::clock::{unix_now, StdClock};
+use crate::clock::StdClock;
 use crate::error::{cause, BodyError, Error};
 use crate::options::Options;
 use crate::token::Token;
 use crate::wire::{read_body, to_http, Http};
+
+mod fleet;
 
 /// The network error behind the session's last failure, kept for [`Error::Token`]'s
 /// `source()`.
@@ -40,6 +42,8 @@ pub(crate) struct Inner<P, const TOKEN: usize, const REFRESH: usize> {
     last_error: Mutex<Option<LastError>>,
     /// Signalled whenever a fetch completes or the credentials change.
     changed: Condvar,
+    /// The token store failed and has not answered since (warned once).
+    store_down: AtomicBool,
     pub(crate) http: Http,
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
     pub(crate) options: Options,
@@ -134,6 +138,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 handed_out: Mutex::new(None),
                 last_error: Mutex::new(None),
                 changed: Condvar::new(),
+                store_down: AtomicBool::new(false),
                 http: Http::new(&options),
                 clock,
                 options,
@@ -253,6 +258,17 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     /// Runs the token request for `ticket` and hands the outcome back to the session.
     /// The session lock is not held while on the network.
     pub(crate) fn fetch(&self, ticket: Ticket) {
+        let store = self.inner.options.store.clone();
+        let (ticket, held) = match &store {
+            Some(store) => match self.before_fetch(store.as_ref(), ticket) {
+                fleet::Before::Settled => {
+                    self.inner.changed.notify_all();
+                    return;
+                }
+                fleet::Before::Fetch(ticket, held) => (ticket, held),
+            },
+            None => (ticket, None),
+        };
         let outcome = self.exchange(&ticket);
         let now = self.inner.clock.now();
         let mut session = self.lock();
@@ -283,6 +299,9 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             _ => debug!("tessera: {completion}"),
         }
         drop(session);
+        if let Some(store) = &store {
+            self.after_fetch(store.as_ref(), held, &completion);
+        }
         self.inner.changed.notify_all();
     }
 
@@ -323,7 +342,12 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, unix_now()));
+            .and_then(|v| {
+                retry_after(
+                    v,
+                    self.inner.options.wall_clock.unix_ms().map(|ms| ms / 1000),
+                )
+            });
         match read_body(&mut response, max_body) {
             Ok(body) => Outcome::Response {
                 status,

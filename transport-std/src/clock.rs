@@ -37,10 +37,21 @@ impl Clock for StdClock {
     }
 }
 
-/// The wall clock in Unix seconds, for `Retry-After` dates; `None` before 1970.
-pub(crate) fn unix_now() -> Option<u64> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+/// A wall clock: Unix time, for `Retry-After` dates and stored tokens' expiry.
+pub trait WallClock: Send + Sync + std::fmt::Debug {
+    /// Now, in Unix milliseconds; `None` when the clock cannot be trusted.
+    fn unix_ms(&self) -> Option<u64>;
+}
+
+/// The system's wall clock (`SystemTime`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemWallClock;
+
+impl WallClock for SystemWallClock {
+    fn unix_ms(&self) -> Option<u64> {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
+    }
 }

@@ -88,6 +88,9 @@ mod clock;
 mod error;
 mod options;
 mod provider;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod store;
 mod token;
 mod wire;
 
@@ -96,8 +99,11 @@ pub use tessera_core as core;
 pub use ureq::http;
 
 pub use client::{Client, Refresher};
-pub use clock::StdClock;
+pub use clock::{StdClock, SystemWallClock, WallClock};
 pub use error::{classify, Error, TrustError};
 pub use options::{Options, Proxy, ProxyUrl, Roots, Trust};
 pub use provider::OwnedProvider;
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
+pub use store::{Binding, FileStore, Lease, StoreError, StoreKey, TokenStore};
 pub use token::Token;

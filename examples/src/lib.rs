@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,7 +14,7 @@ use tessera_core::session::{Cause, Failure};
 use tessera_core::{
     ClientAuth, Detail, Error, ErrorKind, Grant, ProviderKind, TokenInfo, TransportError,
 };
-use tessera_std::{Options, OwnedProvider, Trust};
+use tessera_std::{FileStore, Options, OwnedProvider, RedisStore, Trust};
 
 /// Writes `{"k":v,...}` with keys in the given order.
 fn object(fields: &[(&str, Value)]) -> String {
@@ -31,6 +32,16 @@ fn opt<T: Into<Value>>(v: Option<T>) -> Value {
 /// `{"ok":true,"access_token":…,"token_type":…,"expires_in":…,"lifetime_s":…,"refresh_token":…,"scope":[…]}`.
 /// With `show_token` false the token reads `<redacted>`.
 pub fn grant_json(g: &Grant, show_token: bool) -> String {
+    grant_fields(g, show_token, None)
+}
+
+/// [`grant_json`] with `"cached"`: whether the token came from a `--cache` file or a
+/// `--store` without a request to the provider.
+pub fn token_json(g: &Grant, show_token: bool, cached: bool) -> String {
+    grant_fields(g, show_token, Some(cached))
+}
+
+fn grant_fields(g: &Grant, show_token: bool, cached: Option<bool>) -> String {
     let token = if show_token {
         g.access_token()
     } else {
@@ -39,7 +50,7 @@ pub fn grant_json(g: &Grant, show_token: bool) -> String {
     let refresh = g
         .refresh_token()
         .map(|r| if show_token { r } else { "<redacted>" });
-    object(&[
+    let mut fields = vec![
         ("ok", true.into()),
         ("access_token", token.into()),
         ("token_type", g.token_type().into()),
@@ -47,7 +58,11 @@ pub fn grant_json(g: &Grant, show_token: bool) -> String {
         ("lifetime_s", g.lifetime_s().into()),
         ("refresh_token", opt(refresh)),
         ("scope", g.scopes().iter().collect::<Vec<_>>().into()),
-    ])
+    ];
+    if let Some(cached) = cached {
+        fields.push(("cached", cached.into()));
+    }
+    object(&fields)
 }
 
 /// `{"ok":true,"username":…,"client_id":…,"scope":[…],"issued_at":…,"expires_at":…}`.
@@ -141,6 +156,12 @@ pub struct Target {
     pub allow_insecure_http: bool,
     /// `--timeout SECONDS`: the connect and whole-request timeouts (default 10 s and 30 s).
     pub timeout: Option<Duration>,
+    /// `--cache FILE`: keep the token in this file (sealed, mode 0600, never the secret)
+    /// so the next run reuses it while it lives.
+    pub cache: Option<String>,
+    /// `--store redis://host:port[/db]`: share the token with every process using the same
+    /// credential through Redis (one provider request per token lifetime, fleet-wide).
+    pub store: Option<String>,
 }
 
 impl Target {
@@ -185,6 +206,19 @@ impl Target {
             options.trust = Trust::from_pem_file(path).map_err(|e| format!("--ca {path}: {e}"))?;
         }
         options.session.allow_insecure_http = self.allow_insecure_http;
+        options.store = match (&self.cache, &self.store) {
+            (Some(_), Some(_)) => return Err("give --cache or --store, not both".into()),
+            (Some(path), None) => Some(Arc::new(FileStore::new(path))),
+            (None, Some(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(Arc::new(
+                    RedisStore::open(url).map_err(|e| format!("--store: {e}"))?,
+                ))
+            }
+            (None, Some(_)) => {
+                return Err("--store takes redis://host:port[/db] (or rediss://)".into())
+            }
+            (None, None) => None,
+        };
         if let Some(t) = self.timeout {
             options.connect_timeout = t;
             options.request_timeout = t;

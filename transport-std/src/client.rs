@@ -3,7 +3,7 @@
 //! callers waiting on a fetch and for the refresher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub(crate) struct Inner<P, const TOKEN: usize, const REFRESH: usize> {
     changed: Condvar,
     /// The token store failed and has not answered since (warned once).
     store_down: AtomicBool,
+    /// Token requests this client sent to the provider.
+    requests: AtomicU64,
     pub(crate) http: Http,
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
     pub(crate) options: Options,
@@ -139,6 +141,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 last_error: Mutex::new(None),
                 changed: Condvar::new(),
                 store_down: AtomicBool::new(false),
+                requests: AtomicU64::new(0),
                 http: Http::new(&options),
                 clock,
                 options,
@@ -333,6 +336,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             request.method(),
             request.uri()
         );
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = match self.inner.http.run(request.map(|()| body.as_slice())) {
             Ok(r) => r,
             Err(e) => return Outcome::Network(e),
@@ -416,6 +420,12 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     /// The clock the client runs on.
     pub fn now(&self) -> Instant {
         self.inner.clock.now()
+    }
+
+    /// How many token requests this client has sent to the provider: `0` when every
+    /// token it handed out came from its store (or there was none to hand out yet).
+    pub fn token_requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
     }
 
     /// The options the client was made with.

@@ -3,14 +3,12 @@
 //! independent clients shares. Each client here has its own session and single flight, as a
 //! separate process would; `examples/tests/fleet.rs` runs the same with real processes.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tessera_core::{Credentials, ErrorKind, ProviderKind};
 use tessera_sandbox::scenarios::ManualClock;
-use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
+use tessera_sandbox::{Endpoint, RedisServer, Sandbox, CLIENT_ID, CLIENT_SECRET};
 use tessera_std::{Binding, Client, FileStore, Options, OwnedProvider, TokenStore, WallClock};
 
 const KIND: ProviderKind = ProviderKind::OAuth2;
@@ -82,56 +80,24 @@ fn a_restarted_process_reuses_the_token_from_its_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A `redis-server` of our own on a free loopback port; killed on drop.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
+/// The test's own `redis-server`, and what a client or an operator sees of it.
+struct Redis(RedisServer);
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian: apt-get install redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Redis(RedisServer::start())
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.0.stop();
+    }
+
+    fn restart(&mut self) {
+        self.0.restart();
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.0.url()
     }
 
     fn store(&self) -> Arc<dyn TokenStore> {
@@ -151,12 +117,6 @@ impl Redis {
                 (k, v)
             })
             .collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

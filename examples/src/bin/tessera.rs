@@ -7,6 +7,7 @@
 //! tessera token <provider> [--base-url <url> | --token-url <url>] --client-id <id>
 //!               [--scope <s>] [--auth basic|body] [--show-token]
 //!               [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
+//!               [--cache <file> | --store redis://host:port[/db]]
 //!                               secret in TESSERA_CLIENT_SECRET, or on stdin
 //! ```
 //! `parse` and `token` print one line of JSON; exit 0 for a grant or token info, 1 for a
@@ -17,7 +18,9 @@
 //! `timeout`, `protocol` or `io`) and a short `"detail"`. An `http://` URL to a host that is
 //! not loopback is refused before connecting (`"kind":"insecure"`) unless
 //! `--allow-insecure-http` says it is a LAN sandbox. `--ca` trusts exactly the certificates
-//! in the file instead of the compiled-in web roots. Proxies come from `HTTPS_PROXY` /
+//! in the file instead of the compiled-in web roots. `--cache FILE` keeps the token (sealed,
+//! never the secret) for the next run, which then prints `"cached":true` and sends no
+//! request; `--store redis://…` shares it with every process using the same credential. Proxies come from `HTTPS_PROXY` /
 //! `ALL_PROXY` (and `NO_PROXY`) for `https://` URLs; plaintext requests never use one.
 
 use std::io::{Read, Write};
@@ -29,7 +32,7 @@ use tessera_core::{
 };
 use tessera_examples::{
     error_json, grant_json, info_json, parse_timeout, read_secret, secret_from_stdin,
-    std_error_json, Target,
+    std_error_json, token_json, Target,
 };
 
 const USAGE: &str = "usage:
@@ -39,6 +42,7 @@ const USAGE: &str = "usage:
   tessera token <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
                 --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
                 [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
+                [--cache <file> | --store redis://host:port[/db]]
                                   (secret in TESSERA_CLIENT_SECRET, or on stdin)";
 
 /// A usage error: printed with the usage text, exit 2.
@@ -220,6 +224,8 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             "--auth",
             "--ca",
             "--timeout",
+            "--cache",
+            "--store",
         ],
         &["--show-token", "--allow-insecure-http"],
     )?;
@@ -238,6 +244,8 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             .map(parse_timeout)
             .transpose()
             .map_err(Usage)?,
+        cache: args.value("--cache").map(str::to_owned),
+        store: args.value("--store").map(str::to_owned),
     };
     let provider = target.provider(args.provider).map_err(Usage)?;
     let options = tessera_std::Options {
@@ -251,7 +259,8 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
         tessera_std::Client::with_options(provider, credentials, options);
     match client.token().map(|_| client.grant()) {
         Ok(Some(grant)) => {
-            println!("{}", grant_json(&grant, args.has("--show-token")));
+            let cached = client.token_requests() == 0;
+            println!("{}", token_json(&grant, args.has("--show-token"), cached));
             Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {

@@ -34,6 +34,7 @@ mod gate;
 mod jwt;
 mod listener;
 mod providers;
+mod redis_server;
 pub mod scenarios;
 mod server;
 
@@ -41,6 +42,7 @@ pub use faults::{Fault, BROKEN_CHUNKED, GARBAGE_STATUS_LINE};
 pub use gate::Gate;
 pub use jwt::{iso8601_no_zone, issued_tokens};
 pub use listener::CountingListener;
+pub use redis_server::RedisServer;
 pub use server::{base_url_at, certificate_pem, Sandbox};
 
 /// The client id every provider accepts by default.

@@ -8,6 +8,7 @@ fn main() {
         "TESSERA_CLIENT_ID",
         "TESSERA_CLIENT_SECRET",
         "TESSERA_API_URL",
+        "TESSERA_SLEEP_S",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }

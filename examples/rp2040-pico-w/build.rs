@@ -14,6 +14,7 @@ fn main() {
         "TESSERA_CLIENT_ID",
         "TESSERA_CLIENT_SECRET",
         "TESSERA_API_URL",
+        "TESSERA_NTP_SERVER",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }

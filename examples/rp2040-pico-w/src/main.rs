@@ -1,6 +1,9 @@
 //! Tessera on a Raspberry Pi Pico W: join Wi-Fi (DHCP, DNS), fetch a bearer token from the
 //! configured provider, keep it fresh from a background task, and call a protected endpoint
-//! with it in a loop, logging with defmt. See README.md for flashing and configuration.
+//! with it in a loop, logging with defmt. The token is sealed into the last flash sector
+//! whenever a new one arrives, and restored from it at boot once SNTP has given the wall
+//! clock, so a reboot does not cost a token request. See README.md for flashing,
+//! configuration and why the restore waits for SNTP.
 #![no_std]
 #![no_main]
 
@@ -9,19 +12,22 @@ use cyw43::JoinOptions;
 use cyw43_pio::{PioSpi, DEFAULT_CLOCK_DIVIDER};
 use defmt::{error, info, unwrap, warn};
 use embassy_executor::Spawner;
-use embassy_net::dns::DnsSocket;
+use embassy_net::dns::{DnsQueryType, DnsSocket};
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
-use embassy_net::StackResources;
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::{Stack, StackResources};
 use embassy_rp::bind_interrupts;
 use embassy_rp::clocks::RoscRng;
 use embassy_rp::dma;
+use embassy_rp::flash::{Blocking, Flash, ERASE_SIZE};
 use embassy_rp::gpio::{Level, Output};
-use embassy_rp::peripherals::{DMA_CH0, PIO0};
+use embassy_rp::peripherals::{DMA_CH0, FLASH, PIO0};
 use embassy_rp::pio::{InterruptHandler, Pio};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::{Duration, Timer};
-use static_cell::StaticCell;
+use embassy_time::{with_timeout, Duration, Instant, Timer};
+use static_cell::{ConstStaticCell, StaticCell};
 
+use tessera_core::snapshot::{Key, WallTime};
 use tessera_core::{AnyProvider, Config, Credentials, ProviderKind};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
 use {defmt_rtt as _, panic_probe as _};
@@ -52,6 +58,9 @@ const API_URL: &str = or(
     "http://192.168.1.10:8080/oauth2/protected",
 );
 
+/// The SNTP server that gives the wall clock.
+const NTP_SERVER: &str = or(option_env!("TESSERA_NTP_SERVER"), "pool.ntp.org");
+
 /// Where README.md's probe-rs commands put the CYW43439 blobs, and their sizes.
 const FIRMWARE: (usize, usize) = (0x1010_0000, 230_321);
 const CLM: (usize, usize) = (0x1014_0000, 4_752);
@@ -60,6 +69,115 @@ const NVRAM: (usize, usize) = (0x1014_2000, 746);
 type Tcp = TcpClient<'static, 2, 2048, 2048>;
 type Tessera =
     Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Tcp, DnsSocket<'static>>;
+
+/// The Pico W's flash (a W25Q16JV, 2 MiB). memory.x keeps the program under 1 MiB and the
+/// CYW43439 blobs at 1 MiB; the snapshot has the last 4 KiB sector to itself.
+const FLASH_SIZE: usize = 2 * 1024 * 1024;
+const SNAPSHOT_SECTOR: u32 = (FLASH_SIZE - ERASE_SIZE) as u32;
+/// Room for a snapshot of the default `Resources`' token (3,494 bytes), after its length.
+const ROOM: usize = <Resources>::SNAPSHOT_CAPACITY;
+const _: () = assert!(4 + ROOM <= ERASE_SIZE, "the snapshot must fit its sector");
+
+type Storage = Flash<'static, FLASH, Blocking, FLASH_SIZE>;
+
+/// Reads the kept snapshot into `buf` (its length, then the snapshot); the snapshot's
+/// length, 0 for none (an erased sector reads as all ones, a length out of range).
+fn read_snapshot(flash: &mut Storage, buf: &mut [u8; 4 + ROOM]) -> usize {
+    if flash.blocking_read(SNAPSHOT_SECTOR, buf).is_err() {
+        return 0;
+    }
+    let (head, _) = buf.split_at(4);
+    let len = head
+        .try_into()
+        .map(u32::from_le_bytes)
+        .map_or(0, |n| n as usize);
+    if len > ROOM {
+        return 0;
+    }
+    len
+}
+
+/// Erases the sector and writes `buf[..4 + len]` (length, snapshot) into it. A power cut in
+/// between leaves an erased sector (nothing kept) or a torn snapshot, which restore refuses
+/// as tampered: either way the next boot fetches.
+fn write_snapshot(
+    flash: &mut Storage,
+    buf: &[u8; 4 + ROOM],
+    len: usize,
+) -> Result<(), embassy_rp::flash::Error> {
+    flash.blocking_erase(SNAPSHOT_SECTOR, SNAPSHOT_SECTOR + ERASE_SIZE as u32)?;
+    flash.blocking_write(SNAPSHOT_SECTOR, &buf[..4 + len])
+}
+
+/// The wall clock from one SNTP answer, carried forward by the monotonic clock.
+#[derive(Clone, Copy)]
+struct WallClock {
+    unix_ms: u64,
+    at: Instant,
+}
+
+/// How wrong the wall clock may be, counting the snapshot's writing and its restore: each
+/// SNTP reading is within 1 s (the server) plus half its round trip (at most 2 s, longer
+/// answers are refused), the RP2040's crystal drifts ±50 ppm (under 0.2 s over the hour a
+/// reading is used for), twice over, rounded up.
+const UNCERTAINTY: core::time::Duration = core::time::Duration::from_secs(10);
+/// A reading older than this is refreshed before a save.
+const SNTP_MAX_AGE: Duration = Duration::from_secs(3600);
+
+impl WallClock {
+    fn now(&self) -> WallTime {
+        let unix_ms = self.unix_ms.saturating_add(self.at.elapsed().as_millis());
+        WallTime::new(unix_ms, UNCERTAINTY)
+    }
+}
+
+/// Asks `NTP_SERVER` for the time (SNTPv4, RFC 4330). The request's transmit time is a
+/// random nonce the server must echo, so an off-path sender cannot answer for it; the time
+/// is still unauthenticated (README.md says what a forged one can do).
+async fn sntp(stack: Stack<'static>, rng: &mut RoscRng) -> Option<WallClock> {
+    const NTP_TO_UNIX_S: u64 = 2_208_988_800;
+    let server = *stack
+        .dns_query(NTP_SERVER, DnsQueryType::A)
+        .await
+        .ok()?
+        .first()?;
+    let (mut rx_meta, mut tx_meta) = ([PacketMetadata::EMPTY; 1], [PacketMetadata::EMPTY; 1]);
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+    socket.bind(0).ok()?;
+    let nonce = rng.next_u64().to_be_bytes();
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // no leap warning, version 4, client
+    request[40..].copy_from_slice(&nonce);
+    let sent = Instant::now();
+    socket.send_to(&request, (server, 123)).await.ok()?;
+    let mut reply = [0u8; 48];
+    let (n, from) = with_timeout(Duration::from_secs(2), socket.recv_from(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    let received = Instant::now();
+    let mode = reply[0] & 0x7;
+    let stratum = reply[1];
+    if n < 48 || from.endpoint.addr != server || mode != 4 || !(1..16).contains(&stratum) {
+        return None;
+    }
+    if reply[24..32] != nonce {
+        return None;
+    }
+    let secs = u64::from(u32::from_be_bytes(reply[40..44].try_into().ok()?));
+    let frac = u64::from(u32::from_be_bytes(reply[44..48].try_into().ok()?));
+    // NTP era 0 ends in February 2036; a smaller count is era 1.
+    let unix_s = match secs.checked_sub(NTP_TO_UNIX_S) {
+        Some(s) => s,
+        None => secs + (1 << 32) - NTP_TO_UNIX_S,
+    };
+    let half_trip = received.duration_since(sent).as_millis() / 2;
+    Some(WallClock {
+        unix_ms: unix_s * 1000 + ((frac * 1000) >> 32) + half_trip,
+        at: received,
+    })
+}
 
 /// A blob flashed at a fixed address, as the cyw43 driver wants it (4-byte aligned).
 fn blob((address, len): (usize, usize)) -> &'static cyw43::Aligned<cyw43::A4, [u8]> {
@@ -100,6 +218,7 @@ async fn refresher(tessera: &'static Tessera) -> ! {
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
     let mut rng = RoscRng;
+    let mut flash: Storage = Flash::new_blocking(p.FLASH);
 
     let pwr = Output::new(p.PIN_23, Level::Low);
     let cs = Output::new(p.PIN_25, Level::High);
@@ -196,6 +315,33 @@ async fn main(spawner: Spawner) {
         .settings(settings)
         .build(),
     );
+    // The wall clock, before anything asks for a token: without one the snapshot in flash
+    // is discarded (no battery-backed RTC survives a reset on this board).
+    let mut clock = sntp(stack, &mut rng).await;
+    if clock.is_none() {
+        warn!(
+            "no wall clock from SNTP ({}): a kept token is not restored",
+            NTP_SERVER
+        );
+    }
+    static SNAPSHOT: ConstStaticCell<[u8; 4 + ROOM]> = ConstStaticCell::new([0; 4 + ROOM]);
+    let kept = SNAPSHOT.take();
+    let len = read_snapshot(&mut flash, kept);
+    if len > 0 {
+        let wall = clock.map(|c| c.now());
+        match tessera.restore(wall, Key::Credentials, &mut kept[4..4 + len]) {
+            Ok(r) => info!(
+                "token restored from flash, no token request (refresh in {} s)",
+                r.refresh_at
+                    .as_millis()
+                    .saturating_sub(Instant::now().as_millis())
+                    / 1000
+            ),
+            Err(e) => info!("token in flash not restored ({}): fetching one", e),
+        }
+    }
+    // What is in flash now: written again only when another token arrives.
+    let mut flashed = tessera.tokens_stored();
     spawner.spawn(unwrap!(refresher(tessera)));
 
     // This task's call buffers: the bearer token is written here, and wiped after each call.
@@ -226,6 +372,31 @@ async fn main(spawner: Spawner) {
                         warn!("last token failure: {}", f)
                     }
                 });
+            }
+        }
+        // A new token (fetched, refreshed, or after a 401) goes to flash once: a sector
+        // erase per token lifetime, never per call or per boot.
+        if tessera.tokens_stored() != flashed {
+            if clock.is_none_or(|c| c.at.elapsed() > SNTP_MAX_AGE) {
+                clock = sntp(stack, &mut rng).await.or(clock);
+            }
+            let fresh = clock.filter(|c| c.at.elapsed() <= SNTP_MAX_AGE);
+            match fresh {
+                None => warn!("no recent wall clock: token not kept (retried next round)"),
+                Some(c) => match tessera.save(c.now(), Key::Credentials, &mut kept[4..]) {
+                    Ok(bytes) => {
+                        let n = bytes.len();
+                        kept[..4].copy_from_slice(&(n as u32).to_le_bytes());
+                        match write_snapshot(&mut flash, kept, n) {
+                            Ok(()) => {
+                                flashed = tessera.tokens_stored();
+                                info!("token sealed into flash ({} bytes)", n);
+                            }
+                            Err(e) => warn!("flash write failed: {}", e),
+                        }
+                    }
+                    Err(e) => warn!("token not saved: {}", e),
+                },
             }
         }
         Timer::after(Duration::from_secs(30)).await;

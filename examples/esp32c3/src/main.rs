@@ -200,8 +200,8 @@ async fn main(spawner: Spawner) -> ! {
     let Ok(kind) = PROVIDER.parse::<ProviderKind>() else {
         panic!("TESSERA_PROVIDER `{PROVIDER}` is not shogun, apimw, setu, stonex or oauth2");
     };
-    let Ok(sleep_s) = SLEEP_S.parse::<u64>() else {
-        panic!("TESSERA_SLEEP_S `{SLEEP_S}` is not a number of seconds");
+    let Some(sleep_s) = SLEEP_S.parse::<u64>().ok().filter(|&s| s > 0) else {
+        panic!("TESSERA_SLEEP_S `{SLEEP_S}` is not a positive number of seconds");
     };
     let credentials = match Credentials::new(CLIENT_ID, CLIENT_SECRET) {
         Ok(c) => c,
@@ -237,8 +237,8 @@ async fn main(spawner: Spawner) -> ! {
     // either way (restore wipes what it opened); a fresh one is written before the sleep.
     let len = usize::try_from(*kept.len).unwrap_or(0).min(ROOM);
     let wall = wall_clock(&rtc, *kept.clock_set_at_ms);
-    let restored = match (len, woke) {
-        (0, _) | (_, false) => false,
+    let restored = match len {
+        0 => false,
         _ => match tessera.restore(wall, Key::Credentials, &mut kept.snapshot[..len]) {
             Ok(r) => {
                 // The client's clock is embassy-time's, in ms since this boot.
@@ -297,7 +297,7 @@ async fn main(spawner: Spawner) -> ! {
         }
     }
     info!(
-        "token requests this wake: {}",
+        "tokens fetched this wake: {}",
         tessera.tokens_stored().saturating_sub(restored_count)
     );
 

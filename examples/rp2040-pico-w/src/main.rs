@@ -27,7 +27,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use static_cell::{ConstStaticCell, StaticCell};
 
-use tessera_core::snapshot::{Key, WallTime};
+use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::{AnyProvider, Config, Credentials, ProviderKind};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
 use {defmt_rtt as _, panic_probe as _};
@@ -315,19 +315,21 @@ async fn main(spawner: Spawner) {
         .settings(settings)
         .build(),
     );
-    // The wall clock, before anything asks for a token: without one the snapshot in flash
-    // is discarded (no battery-backed RTC survives a reset on this board).
-    let mut clock = sntp(stack, &mut rng).await;
-    if clock.is_none() {
-        warn!(
-            "no wall clock from SNTP ({}): a kept token is not restored",
-            NTP_SERVER
-        );
-    }
+    // A token kept in flash, restored before anything asks for one. Its expiry is wall
+    // time, and no battery-backed RTC survives a reset on this board: ask SNTP first
+    // (only when there is something to restore); without an answer it is discarded.
     static SNAPSHOT: ConstStaticCell<[u8; 4 + ROOM]> = ConstStaticCell::new([0; 4 + ROOM]);
     let kept = SNAPSHOT.take();
+    let mut clock = None;
     let len = read_snapshot(&mut flash, kept);
     if len > 0 {
+        clock = sntp(stack, &mut rng).await;
+        if clock.is_none() {
+            warn!(
+                "no wall clock from SNTP ({}): the kept token is discarded",
+                NTP_SERVER
+            );
+        }
         let wall = clock.map(|c| c.now());
         match tessera.restore(wall, Key::Credentials, &mut kept[4..4 + len]) {
             Ok(r) => info!(
@@ -381,6 +383,8 @@ async fn main(spawner: Spawner) {
                 clock = sntp(stack, &mut rng).await.or(clock);
             }
             let fresh = clock.filter(|c| c.at.elapsed() <= SNTP_MAX_AGE);
+            // Read before saving: a token stored meanwhile is written next round.
+            let stored = tessera.tokens_stored();
             match fresh {
                 None => warn!("no recent wall clock: token not kept (retried next round)"),
                 Some(c) => match tessera.save(c.now(), Key::Credentials, &mut kept[4..]) {
@@ -389,12 +393,14 @@ async fn main(spawner: Spawner) {
                         kept[..4].copy_from_slice(&(n as u32).to_le_bytes());
                         match write_snapshot(&mut flash, kept, n) {
                             Ok(()) => {
-                                flashed = tessera.tokens_stored();
+                                flashed = stored;
                                 info!("token sealed into flash ({} bytes)", n);
                             }
                             Err(e) => warn!("flash write failed: {}", e),
                         }
                     }
+                    // Nothing usable to keep; the next token changes the count again.
+                    Err(SnapshotError::NoToken) => flashed = stored,
                     Err(e) => warn!("token not saved: {}", e),
                 },
             }

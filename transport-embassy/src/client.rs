@@ -28,6 +28,8 @@ use crate::error::{Error, Fault};
 use crate::http::{
     exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
 };
+#[cfg(feature = "mbedtls")]
+use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
 use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
 #[cfg(feature = "tls")]
 use crate::tls::{Tls, TlsBuffers};
@@ -98,7 +100,7 @@ const WAITERS: usize = 8;
 /// reqwless would otherwise speak plain HTTP to the HTTPS port.
 const NO_TLS: TransportError = TransportError::new(
     Stage::Tls,
-    "https:// needs the `tls` feature and TLS settings",
+    "https:// needs a TLS backend (`mbedtls` or `tls`) and its settings",
 );
 
 struct RefresherSlot {
@@ -169,6 +171,8 @@ pub struct Client<
     allow_insecure_http: bool,
     #[cfg(feature = "tls")]
     tls: Option<TlsShared<'r, M>>,
+    #[cfg(feature = "mbedtls")]
+    mbedtls: Option<MbedtlsShared<'r, M>>,
 }
 
 /// The optional parts of a [`Client`]: settings, clock, TLS. From [`Client::builder`].
@@ -184,6 +188,8 @@ pub struct Builder<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize> 
     clock: C,
     #[cfg(feature = "tls")]
     tls: Option<Tls<'r>>,
+    #[cfg(feature = "mbedtls")]
+    mbedtls: Option<Mbedtls<'r>>,
 }
 
 impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REFRESH: usize>
@@ -209,6 +215,8 @@ impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REF
             clock,
             #[cfg(feature = "tls")]
             tls: self.tls,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: self.mbedtls,
         }
     }
 
@@ -216,6 +224,16 @@ impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REF
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Tls<'r>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// HTTPS through MbedTLS: token requests and calls (through
+    /// [`Client::call_mbedtls`]) verified against `mbedtls`'s roots, the host checked against
+    /// the certificate's subjectAltName (see [`crate::mbedtls`]). Takes precedence over
+    /// `.tls(…)` when both are given.
+    #[cfg(feature = "mbedtls")]
+    pub fn mbedtls(mut self, mbedtls: Mbedtls<'r>) -> Self {
+        self.mbedtls = Some(mbedtls);
         self
     }
 
@@ -257,6 +275,8 @@ impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REF
             allow_insecure_http: self.settings.session.allow_insecure_http,
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: self.mbedtls.map(MbedtlsShared::new),
         }
     }
 }
@@ -309,6 +329,8 @@ where
             clock: EmbassyClock,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: None,
         }
     }
 }
@@ -565,6 +587,22 @@ where
             // Both hold three: the core's request has at most three headers.
             let _ = list.push((name, text(value)));
         }
+        #[cfg(feature = "mbedtls")]
+        if let (true, Some(m)) = (is_https(url), self.mbedtls.as_ref()) {
+            let out = Outgoing {
+                method: p.method,
+                url,
+                headers: &list,
+                body: bytes(&p.body),
+            };
+            return m
+                .token_exchange(&self.wire(), out, headers, body)
+                .await
+                .map_err(|f| match f {
+                    Fault::Net(e) => Cause::Transport(e),
+                    Fault::Local(e) => Cause::Local(e),
+                });
+        }
         #[cfg(feature = "tls")]
         let record = tls.as_mut().map(|(r, w)| (&mut **r, &mut **w));
         #[cfg(not(feature = "tls"))]
@@ -655,6 +693,24 @@ where
         self.call_in(request, head, body, Some(tls.split())).await
     }
 
+    /// [`Client::call`] over HTTPS through MbedTLS (see [`Builder::mbedtls`]), with
+    /// `mbedtls` as this call's own request buffer (so concurrent calls and token fetches
+    /// never wait for each other). `http://` URLs are sent as [`Client::call`] sends them.
+    #[cfg(feature = "mbedtls")]
+    pub async fn call_mbedtls<'b, const HEAD: usize, const BODY: usize, const TX: usize>(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+        mbedtls: &mut MbedtlsBuffers<TX>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        if is_https(request.url) && self.mbedtls.is_none() {
+            return Err(Error::Transport(NO_TLS));
+        }
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, Some((&mut mbedtls.tx, &mut [])))
+            .await
+    }
+
     async fn call_in<'b>(
         &self,
         request: ApiRequest<'_>,
@@ -696,6 +752,33 @@ where
                 let _ = list.push(*h);
             }
             let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+            // MbedTLS: the call's buffers are (request buffer, nothing).
+            #[cfg(feature = "mbedtls")]
+            if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
+                let out = Outgoing {
+                    method: request.method,
+                    url: request.url,
+                    headers: &list,
+                    body: request.body.map_or(&[][..], |(_, b)| b),
+                };
+                let x = m
+                    .exchange(&self.wire(), tx, out, rx, body, true)
+                    .await
+                    .map_err(Error::from)?;
+                match rule.after(x.status) {
+                    AfterCall::Done => break x,
+                    AfterCall::RejectAndRetry => {
+                        diag!(
+                            debug,
+                            "tessera: 401 from a call: token rejected, fetching a new one"
+                        );
+                        self.reject(id);
+                        continue;
+                    }
+                }
+            }
+            #[cfg(feature = "mbedtls")]
+            let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
             let conn = match https {
                 false => None,
                 true => self.tls_conn(record),
@@ -732,6 +815,10 @@ where
     }
 
     fn has_tls(&self) -> bool {
+        #[cfg(feature = "mbedtls")]
+        if self.mbedtls.is_some() {
+            return true;
+        }
         #[cfg(feature = "tls")]
         return self.tls.is_some();
         #[cfg(not(feature = "tls"))]

@@ -205,67 +205,78 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
             .send(rx)
             .await
             .map_err(|e| Fault::Net(classify(Phase::Head, &e)))?;
-        let status = response.status.0;
-        let mut retry = None;
-        let mut kept = 0usize;
-        let mut needed = 0usize;
-        // reqwless yields its whole header table; unused slots have an empty name.
-        for (name, value) in response.headers().filter(|(n, _)| !n.is_empty()) {
-            let Ok(value) = core::str::from_utf8(value) else {
-                continue;
-            };
-            if name.eq_ignore_ascii_case("retry-after") {
-                retry = retry_after(value, None);
-            }
-            if keep_headers {
-                let len = name.len() + value.len() + 2;
-                needed += len;
-                // Once one line did not fit, none is written: the error below says how
-                // much was needed.
-                let line = match needed == kept + len {
-                    true => into.get_mut(kept..needed),
-                    false => None,
-                };
-                if let Some(line) = line {
-                    let (n, rest) = line.split_at_mut(name.len());
-                    n.copy_from_slice(name.as_bytes());
-                    n.make_ascii_lowercase();
-                    let (colon, rest) = rest.split_at_mut(1);
-                    colon[0] = b':';
-                    let (v, nl) = rest.split_at_mut(value.len());
-                    v.copy_from_slice(value.as_bytes());
-                    nl[0] = b'\n';
-                    kept = needed;
-                }
-            }
-        }
-        if needed > kept {
-            return Err(Fault::Local(tessera_core::Error::Capacity {
-                field: "response headers",
-                needed,
-                capacity: into.len(),
-            }));
-        }
-        let room = &mut into[kept..];
-        let capacity = room.len();
-        let body_len = response
-            .body()
-            .reader()
-            .read_to_end(room)
-            .await
-            .map_err(|e| match e {
-                reqwless::Error::BufferTooSmall => Fault::Local(body_too_large(capacity)),
-                e => Fault::Net(classify(Phase::Body, &e)),
-            })?;
-        Ok(Exchanged {
-            status,
-            retry_after: retry,
-            kept,
-            body_len,
-        })
+        read_response(response, into, keep_headers).await
     };
     match with_timeout(wire.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Fault::Net(TIMED_OUT)),
     }
+}
+
+/// Reads a response whose head is in: the retry-after, then (when `keep_headers`) the
+/// response headers and the body into `into`. Shared by every connection kind (plain,
+/// embedded-tls, mbedtls).
+pub(crate) async fn read_response<C: embedded_io_async::Read>(
+    response: reqwless::response::Response<'_, '_, C>,
+    into: &mut [u8],
+    keep_headers: bool,
+) -> Result<Exchanged, Fault> {
+    let status = response.status.0;
+    let mut retry = None;
+    let mut kept = 0usize;
+    let mut needed = 0usize;
+    // reqwless yields its whole header table; unused slots have an empty name.
+    for (name, value) in response.headers().filter(|(n, _)| !n.is_empty()) {
+        let Ok(value) = core::str::from_utf8(value) else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("retry-after") {
+            retry = retry_after(value, None);
+        }
+        if keep_headers {
+            let len = name.len() + value.len() + 2;
+            needed += len;
+            // Once one line did not fit, none is written: the error below says how
+            // much was needed.
+            let line = match needed == kept + len {
+                true => into.get_mut(kept..needed),
+                false => None,
+            };
+            if let Some(line) = line {
+                let (n, rest) = line.split_at_mut(name.len());
+                n.copy_from_slice(name.as_bytes());
+                n.make_ascii_lowercase();
+                let (colon, rest) = rest.split_at_mut(1);
+                colon[0] = b':';
+                let (v, nl) = rest.split_at_mut(value.len());
+                v.copy_from_slice(value.as_bytes());
+                nl[0] = b'\n';
+                kept = needed;
+            }
+        }
+    }
+    if needed > kept {
+        return Err(Fault::Local(tessera_core::Error::Capacity {
+            field: "response headers",
+            needed,
+            capacity: into.len(),
+        }));
+    }
+    let room = &mut into[kept..];
+    let capacity = room.len();
+    let body_len = response
+        .body()
+        .reader()
+        .read_to_end(room)
+        .await
+        .map_err(|e| match e {
+            reqwless::Error::BufferTooSmall => Fault::Local(body_too_large(capacity)),
+            e => Fault::Net(classify(Phase::Body, &e)),
+        })?;
+    Ok(Exchanged {
+        status,
+        retry_after: retry,
+        kept,
+        body_len,
+    })
 }

@@ -97,15 +97,33 @@
 //! - each connection's randomness comes from a 64-bit seed (reqwless seeds ChaCha8 with a
 //!   `u64`); Tessera draws a fresh one from your RNG for every connection.
 //!
+//! ## TLS (feature `mbedtls`)
+//!
+//! HTTPS through MbedTLS (mbedtls-rs): `Client::builder(…).mbedtls(Mbedtls::new(tls.reference(),
+//! roots, buffers)).build()` and `Client::call_mbedtls`. TLS 1.2 and 1.3, RSA and ECDSA
+//! chains of any length a server sends, the URL's host matched against the certificate's
+//! subjectAltName (wildcards too), a bundle of roots; validity dates against a wall clock
+//! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 34 KiB
+//! per connection for an RSA-2048 chain) and a C toolchain to build. The
+//! [`mbedtls`](crate::mbedtls) module says exactly what is checked.
+//!
+//! **Which backend for which endpoint.** A provider's or payment API's endpoint (its
+//! chain, its CA, its TLS versions are not yours): `mbedtls`, with `mbedtls-dates` and a
+//! wall clock. An endpoint you control (your own gateway, with an ECDSA certificate whose
+//! CN is its host name, TLS 1.3): `tls` also works, with no heap.
+//!
 //! ## Features
 //!
-//! `tls` (above), `defmt` and `log` (diagnostics; secrets and tokens are never logged).
+//! `tls` and `mbedtls` (above; both may be enabled, a client uses the one its builder was
+//! given, `mbedtls` when given both), `mbedtls-dates` (certificate dates), `defmt` and `log`
+//! (diagnostics; secrets and tokens are never logged).
 //!
 //! [`Session`]: tessera_core::Session
 
 #![no_std]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// One `unsafe` call in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`).
+#![deny(unsafe_code)]
 
 /// A diagnostic line to `defmt` and/or `log`, as enabled; nothing otherwise. Arguments are
 /// `Display` and `defmt::Format`, and never a secret or a token.
@@ -121,6 +139,8 @@ macro_rules! diag {
 mod client;
 mod error;
 mod http;
+#[cfg(feature = "mbedtls")]
+pub mod mbedtls;
 mod resources;
 #[cfg(feature = "tls")]
 mod tls;

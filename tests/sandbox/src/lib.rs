@@ -22,7 +22,8 @@
 //!
 //! One module per job: `server` (start-up, TLS, connections), `faults` (injection and the
 //! request handler), `providers` (each provider's answers), `jwt` (tokens and their
-//! signatures), `gate`, `listener`.
+//! signatures), `gate`, `listener`, [`pki`] (the TLS matrix's certificates and
+//! [`Sandbox::start_tls_with`]).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ mod faults;
 mod gate;
 mod jwt;
 mod listener;
+pub mod pki;
 mod providers;
 mod redis_server;
 pub mod scenarios;

@@ -159,7 +159,10 @@ impl Sandbox {
         Ok((sandbox, ca))
     }
 
-    fn start_inner(addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> io::Result<Sandbox> {
+    pub(crate) fn start_inner(
+        addr: SocketAddr,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> io::Result<Sandbox> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;

@@ -173,6 +173,40 @@ fn a_restored_token_is_served_with_no_token_request_for_every_provider() {
 }
 
 #[test]
+fn a_token_carried_through_many_sleeps_is_never_fetched_again_while_it_lives() {
+    // The deep-sleep loop: wake, restore, work, save, sleep, a minute each time. Every
+    // hop is a new client with its monotonic clock at zero.
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::Shogun;
+    sb.set_lifetime(kind, LIFETIME_S);
+    let (mut saved, token) = fetched_and_saved(&sb, kind, 0);
+    for hop in 1..=5u64 {
+        let now = WALL0 + hop * MINUTE;
+        let next = boot(&sb, kind, CLIENT_SECRET);
+        let restored = next
+            .client
+            .restore(Some(wall(now)), Key::Credentials, &mut saved)
+            .unwrap_or_else(|e| panic!("hop {hop}: {e}"));
+        // Each restore serves the token for the clock's uncertainty (2 s) less, and the
+        // snapshot saved after it keeps that: the loss adds up, hop by hop, on the safe
+        // side (never served past its expiry; refreshed that much earlier).
+        let left_ms = LIFETIME_S * 1000 - hop * MINUTE - hop * 2000;
+        assert_eq!(
+            restored.refresh_at.as_millis(),
+            left_ms - 300_000,
+            "hop {hop}: refreshed at the 5-minute margin before what is left"
+        );
+        assert_eq!(next.token(), token, "hop {hop}");
+        saved = next.save(now);
+    }
+    assert_eq!(
+        sb.count(Endpoint::Token(kind)),
+        1,
+        "one request in five wakes"
+    );
+}
+
+#[test]
 fn tampered_bytes_are_refused_and_the_next_token_is_fetched() {
     let sb = Sandbox::start().unwrap();
     let kind = ProviderKind::OAuth2;

@@ -101,9 +101,9 @@
 //!
 //! HTTPS through MbedTLS (mbedtls-rs): `Client::builder(…).mbedtls(Mbedtls::new(tls.reference(),
 //! roots, buffers)).build()` and `Client::call_mbedtls`. TLS 1.2 and 1.3, RSA and ECDSA
-//! chains of any length a server sends, the URL's host matched against the certificate's
+//! chains (up to 8 intermediates, 16 KiB of certificates), the URL's host matched against the certificate's
 //! subjectAltName (wildcards too), a bundle of roots; validity dates against a wall clock
-//! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 34 KiB
+//! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 40 KiB
 //! per connection for an RSA-2048 chain) and a C toolchain to build. The
 //! [`mbedtls`](crate::mbedtls) module says exactly what is checked.
 //!

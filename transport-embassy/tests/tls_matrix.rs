@@ -1,0 +1,152 @@
+//! The TLS matrix (tessera-sandbox's `pki::matrix`) through tessera-embassy's `mbedtls`
+//! backend with a bundle of three roots and a wall clock (`mbedtls-dates`): every chain
+//! that must connect fetches a token (and a downstream call goes through too); every chain
+//! that must be refused fails with cause `tls` before any HTTP request reaches the server.
+//! Without a wall clock every handshake fails closed. A certificate with no SAN whose CN
+//! names the host is accepted: MbedTLS's documented CN fallback (rustls refuses it).
+
+mod mbedtls_common;
+
+use std::sync::Mutex;
+
+use mbedtls_common::{client, roots};
+use tessera_core::{ErrorKind, ProviderKind, Stage};
+use tessera_embassy::mbedtls::{use_wall_clock, MbedtlsBuffers, WallClock};
+use tessera_embassy::{ApiRequest, CallBuffers};
+use tessera_sandbox::pki::{matrix, Case, Expect, HOST};
+use tessera_sandbox::{Endpoint, Sandbox};
+
+static CLOCK: WallClock = WallClock::new();
+/// The wall clock is the program's: tests that change it take turns.
+static CLOCK_TURN: Mutex<()> = Mutex::new(());
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Runs one case; `Ok(line)` describes what happened, `Err(line)` what went wrong.
+fn run(case: &Case, pem: &str) -> Result<String, String> {
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    let c = client(&sb, HOST, roots(pem));
+    let outcome = async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.map(|t| t.as_str().len())
+    });
+    let requests = sb.count(Endpoint::Token(ProviderKind::OAuth2));
+    if c.fetch_buffers_wiped() != Some(true) {
+        return Err("fetch buffers not wiped".into());
+    }
+    let expect_connect = matches!(case.expect, Expect::Connect | Expect::CnFallback);
+    match (outcome, expect_connect) {
+        (Ok(_), true) if requests == 1 => Ok(format!("connected ({requests} request)")),
+        (Ok(_), _) => Err(format!(
+            "connected ({requests} requests), expected {:?}",
+            case.expect
+        )),
+        (Err(e), false) => match (e.stage(), requests) {
+            (Some(Stage::Tls), 0) => Ok(format!("refused: {e}")),
+            _ => Err(format!("refused with {e} after {requests} requests")),
+        },
+        (Err(e), true) => Err(format!("failed: {e}")),
+    }
+}
+
+#[test]
+fn every_certificate_shape_connects_or_is_refused_as_it_must() {
+    let _turn = CLOCK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    use_wall_clock(&CLOCK);
+    CLOCK.set_unix_time(now_unix());
+    let m = matrix();
+    let mut wrong = Vec::new();
+    for case in &m.cases {
+        let r = run(case, &m.roots_pem);
+        println!(
+            "{:<62} {:>5} B  {}",
+            case.name,
+            case.chain.wire_len(),
+            r.as_ref().unwrap_or_else(|e| e)
+        );
+        if let Err(e) = r {
+            wrong.push(format!("{}: {e}", case.name));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn downstream_calls_go_over_mbedtls_with_their_own_buffer() {
+    let _turn = CLOCK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    use_wall_clock(&CLOCK);
+    CLOCK.set_unix_time(now_unix());
+    let m = matrix();
+    let case = &m.cases[0];
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    let c = client(&sb, HOST, roots(&m.roots_pem));
+    let url = format!("https://{HOST}:{}/oauth2/protected", sb.addr().port());
+    async_io::block_on(async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        let mut tx: Box<MbedtlsBuffers> = Box::default();
+        let headers = [("Idempotency-Key", "pay-0001")];
+        let r = c
+            .call_mbedtls(
+                ApiRequest::get(&url).headers(&headers),
+                &mut buffers,
+                &mut tx,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.header("X-Request-Id").is_some(), "{r:?}");
+        assert!(tx.is_wiped(), "the request buffer held the token");
+        // Without its own buffer, an https call is refused, not sent in clear.
+        let e = c
+            .call(ApiRequest::get(&url), &mut buffers)
+            .await
+            .unwrap_err();
+        assert_eq!(e.stage(), Some(Stage::Tls), "{e}");
+    });
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+    assert_eq!(sb.count(Endpoint::Protected(ProviderKind::OAuth2)), 1);
+}
+
+#[test]
+fn without_a_wall_clock_every_handshake_fails_closed() {
+    let _turn = CLOCK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    use_wall_clock(&CLOCK);
+    CLOCK.forget();
+    let m = matrix();
+    let case = &m.cases[0];
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    let c = client(&sb, HOST, roots(&m.roots_pem));
+    let e = async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.unwrap_err()
+    });
+    CLOCK.set_unix_time(now_unix());
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    let t = e.transport().unwrap();
+    assert_eq!(t.stage, Stage::Tls, "{e}");
+    assert_eq!(
+        t.detail,
+        "no wall clock: certificate dates cannot be checked"
+    );
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
+}
+
+#[test]
+fn a_name_the_resolver_does_not_know_fails_at_dns() {
+    let m = matrix();
+    let case = &m.cases[0];
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    // The test resolver answers only *.localhost: this name is never looked up for real.
+    let c = client(&sb, "api.tessera.invalid", roots(&m.roots_pem));
+    let e = async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.unwrap_err()
+    });
+    assert_eq!(e.stage(), Some(Stage::Dns), "{e}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
+}

@@ -185,21 +185,14 @@ impl TokenStore for RedisStore {
     }
 
     fn wait(&self, binding: &Binding, timeout: Duration) -> Result<(), StoreError> {
-        let token = self.key(binding, "token");
         let lease = self.key(binding, "lease");
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            // Done when a token is there, or the lease is free (released or lapsed).
-            let (has_token, has_lease): (bool, bool) = self.with("wait", |c| {
-                redis::pipe()
-                    .cmd("EXISTS")
-                    .arg(&token)
-                    .cmd("EXISTS")
-                    .arg(&lease)
-                    .query(c)
-            })?;
+            // The holder stores its token (or refusal) before it gives the lease back, so a
+            // free lease (released, or lapsed with a dead holder) is the moment to look.
+            let held: bool = self.with("wait", |c| redis::cmd("EXISTS").arg(&lease).query(c))?;
             let now = std::time::Instant::now();
-            if has_token || !has_lease || now >= deadline {
+            if !held || now >= deadline {
                 return Ok(());
             }
             std::thread::sleep(POLL.min(deadline - now));

@@ -138,8 +138,9 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     /// Gives the lease back, if it is still this holder's.
     fn release(&self, binding: &Binding, lease: &Lease) -> Result<(), StoreError>;
 
-    /// Waits, at most `timeout`, for the lease holder to store a token or give up the lease.
-    /// Returning early is always allowed: the client looks again.
+    /// Waits, at most `timeout`, until the lease is free (its holder stores what it fetched
+    /// before it releases the lease; a dead holder's lease lapses). Returning early is
+    /// always allowed: the client looks again.
     fn wait(&self, binding: &Binding, timeout: Duration) -> Result<(), StoreError>;
 
     /// Records that the provider refused this credential (HTTP `status`), for `ttl`.

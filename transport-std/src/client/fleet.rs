@@ -114,17 +114,16 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 debug!("tessera: the fleet's last attempt with this credential was refused");
                 return Ok(Settle::Refused(status));
             }
-            if let Some(mut bytes) = store.load(&binding)? {
-                let now = self.inner.clock.now();
-                let restored = self.lock().restore(now, self.wall(), key, &mut bytes);
-                match restored {
-                    Ok(r) if r.refresh_at > now => return Ok(Settle::Restored),
-                    // Due for refresh: this process may have to refresh it.
-                    Ok(_) => {}
-                    Err(_e) => debug!("tessera: stored token not used: {_e}"),
-                }
+            if self.restore_fresh(store, &binding, key)? {
+                return Ok(Settle::Restored);
             }
             if let Some(lease) = store.acquire(&binding, lease_ttl)? {
+                // The last holder may have stored its token and released the lease between
+                // the look above and this lease: look once more before asking the provider.
+                if self.restore_fresh(store, &binding, key)? {
+                    store.release(&binding, &lease)?;
+                    return Ok(Settle::Restored);
+                }
                 return Ok(Settle::Fetch(Some(Held { binding, lease })));
             }
             let now = std::time::Instant::now();
@@ -135,6 +134,26 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 return Ok(Settle::Fetch(None));
             }
             store.wait(&binding, (deadline - now).min(lease_ttl))?;
+        }
+    }
+
+    /// Restores the stored token if there is one not yet due for refresh.
+    fn restore_fresh(
+        &self,
+        store: &dyn TokenStore,
+        binding: &Binding,
+        key: Key<'_>,
+    ) -> Result<bool, StoreError> {
+        let Some(mut bytes) = store.load(binding)? else {
+            return Ok(false);
+        };
+        let now = self.inner.clock.now();
+        match self.lock().restore(now, self.wall(), key, &mut bytes) {
+            Ok(r) => Ok(r.refresh_at > now),
+            Err(_e) => {
+                debug!("tessera: stored token not used: {_e}");
+                Ok(false)
+            }
         }
     }
 

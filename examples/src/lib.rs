@@ -17,6 +17,9 @@ use tessera_core::{
 use tessera_std::{FileStore, Options, OwnedProvider, RedisStore, Trust};
 
 /// Writes `{"k":v,...}` with keys in the given order.
+#[cfg(feature = "embassy")]
+pub mod embassy;
+
 fn object(fields: &[(&str, Value)]) -> String {
     let body: Vec<String> = fields
         .iter()
@@ -114,6 +117,11 @@ fn error_parts(
 /// The same line for a transport failure: `"kind":"transport","cause":…,"detail":…`.
 pub fn transport_json(error: TransportError) -> String {
     error_parts(ErrorKind::Transport, Some(error), None, None, None)
+}
+
+/// The same line for a failure known only by its kind.
+pub fn kind_json(kind: ErrorKind) -> String {
+    error_parts(kind, None, None, None, None)
 }
 
 /// The same line for a lifecycle failure.

@@ -8,6 +8,7 @@
 //!               [--scope <s>] [--auth basic|body] [--show-token]
 //!               [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
 //!               [--cache <file> | --store redis://host:port[/db]]
+//!               [--transport std|embassy]
 //!                               secret in TESSERA_CLIENT_SECRET, or on stdin
 //! ```
 //! `parse` and `token` print one line of JSON; exit 0 for a grant or token info, 1 for a
@@ -22,6 +23,12 @@
 //! never the secret) for the next run, which then prints `"cached":true` and sends no
 //! request; `--store redis://…` shares it with every process using the same credential. Proxies come from `HTTPS_PROXY` /
 //! `ALL_PROXY` (and `NO_PROXY`) for `https://` URLs; plaintext requests never use one.
+//!
+//! `--transport embassy` (built with `--features embassy`) fetches with the terminal's own
+//! client instead, tessera-embassy with its MbedTLS backend over this machine's sockets: the
+//! exact TLS stack a terminal runs, to check an endpoint before flashing. Its `https://`
+//! needs `--ca` (the terminal's root bundle); certificate dates are checked against this
+//! machine's clock; no proxy is used.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -42,7 +49,7 @@ const USAGE: &str = "usage:
   tessera token <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
                 --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
                 [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
-                [--cache <file> | --store redis://host:port[/db]]
+                [--cache <file> | --store redis://host:port[/db]] [--transport std|embassy]
                                   (secret in TESSERA_CLIENT_SECRET, or on stdin)";
 
 /// A usage error: printed with the usage text, exit 2.
@@ -226,6 +233,7 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             "--timeout",
             "--cache",
             "--store",
+            "--transport",
         ],
         &["--show-token", "--allow-insecure-http"],
     )?;
@@ -248,6 +256,15 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
         store: args.value("--store").map(str::to_owned),
     };
     let provider = target.provider(args.provider).map_err(Usage)?;
+    match args.value("--transport") {
+        None | Some("std") => {}
+        Some("embassy") => return token_embassy(&provider, client_id, &target, &args),
+        Some(other) => {
+            return Err(Usage(format!(
+                "--transport `{other}`: expected std or embassy"
+            )))
+        }
+    }
     let options = tessera_std::Options {
         // One fetch and exit: nothing to refresh in the background.
         refresh_in_background: false,
@@ -283,4 +300,38 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `token` with tessera-embassy and MbedTLS (`--transport embassy`).
+#[cfg(feature = "embassy")]
+fn token_embassy(
+    provider: &tessera_std::OwnedProvider,
+    client_id: &str,
+    target: &Target,
+    args: &Args<'_>,
+) -> Result<ExitCode, Usage> {
+    let secret = read_secret().map_err(Usage)?;
+    let credentials = Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
+    let (code, line) = tessera_examples::embassy::token(
+        *provider.provider(),
+        credentials,
+        target,
+        args.has("--show-token"),
+    )
+    .map_err(Usage)?;
+    println!("{line}");
+    Ok(ExitCode::from(code))
+}
+
+/// Without the `embassy` feature: a usage error that says how to build it.
+#[cfg(not(feature = "embassy"))]
+fn token_embassy(
+    _: &tessera_std::OwnedProvider,
+    _: &str,
+    _: &Target,
+    _: &Args<'_>,
+) -> Result<ExitCode, Usage> {
+    Err(Usage(
+        "--transport embassy needs a build with `--features embassy` (and a C toolchain)".into(),
+    ))
 }

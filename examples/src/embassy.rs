@@ -1,0 +1,154 @@
+//! `tessera token … --transport embassy` (feature `embassy`): the terminal's exact client,
+//! tessera-embassy with its `mbedtls` backend, run over the desktop's sockets
+//! (std-embedded-nal-async), so an integrator can check, before flashing anything, whether
+//! the terminal's TLS stack talks to an endpoint.
+//!
+//! `https://` needs `--ca FILE`: the PEM bundle the terminal will carry (a terminal has no
+//! operating-system store to fall back on). Certificate dates are checked against this
+//! machine's clock (`mbedtls-dates`). `localhost` and `*.localhost` resolve to 127.0.0.1
+//! here, as tessera-std does; other names through the system resolver.
+
+use std::ffi::CString;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embedded_nal_async::{AddrType, Dns};
+use std_embedded_nal_async::Stack;
+use tessera_core::{Credentials, Provider};
+use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots, WallClock};
+use tessera_embassy::{Client, Error, Resources, Settings};
+
+use crate::{error_json, failure_json, kind_json, token_json, transport_json, Target};
+
+/// The system resolver, except that `localhost` and `*.localhost` are 127.0.0.1 without a
+/// lookup (RFC 6761; what tessera-std does).
+struct Resolver(Stack);
+
+impl Dns for Resolver {
+    type Error = std::io::Error;
+
+    async fn get_host_by_name(&self, host: &str, kind: AddrType) -> Result<IpAddr, Self::Error> {
+        let name = host.trim_end_matches('.');
+        if name.eq_ignore_ascii_case("localhost")
+            || name.to_ascii_lowercase().ends_with(".localhost")
+        {
+            return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        self.0.get_host_by_name(host, kind).await
+    }
+
+    async fn get_host_by_address(
+        &self,
+        addr: IpAddr,
+        out: &mut [u8],
+    ) -> Result<usize, Self::Error> {
+        self.0.get_host_by_address(addr, out).await
+    }
+}
+
+static CLOCK: WallClock = WallClock::new();
+
+/// One token fetch with tessera-embassy: `(exit code 0 or 1, the JSON line)`, or a usage
+/// error.
+pub fn token<P: Provider>(
+    provider: P,
+    credentials: Credentials,
+    target: &Target,
+    show_token: bool,
+) -> Result<(u8, String), String> {
+    if target.cache.is_some() || target.store.is_some() {
+        return Err("--cache and --store apply to --transport std".into());
+    }
+    let https = target
+        .token_url
+        .as_deref()
+        .or(target.base_url.as_deref())
+        .is_none_or(|u| {
+            u.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
+    if https && target.ca.is_none() {
+        return Err(
+            "--transport embassy needs --ca FILE for https:// (the terminal's roots)".into(),
+        );
+    }
+    let roots = match &target.ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("--ca {path}: {e}"))?;
+            let pem = CString::new(pem).map_err(|_| format!("--ca {path}: not a PEM file"))?;
+            let pem: &'static CString = Box::leak(Box::new(pem));
+            Some(Roots::new(pem.as_c_str()).map_err(|e| format!("--ca {path}: {e}"))?)
+        }
+        None => None,
+    };
+
+    let stack = Stack::default();
+    let dns = Resolver(Stack::default());
+    let mut resources: Box<Resources> = Box::default();
+    let mut buffers: Box<MbedtlsBuffers> = Box::default();
+    let mut settings = Settings::default();
+    settings.session.allow_insecure_http = target.allow_insecure_http;
+    if let Some(t) = target.timeout {
+        let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        settings.timeout = embassy_time::Duration::from_millis(ms);
+    }
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let builder = Client::<NoopRawMutex, _, _, _>::builder(
+        provider,
+        credentials,
+        &stack,
+        &dns,
+        &mut resources,
+        &mut rng,
+    )
+    .settings(settings);
+    let client = match roots {
+        Some(roots) => {
+            // The program's one MbedTLS instance, its RNG the OS's.
+            let tls = Tls::new(Box::leak(Box::new(Rng09(rand_core::UnwrapErr(
+                rand_core::OsRng,
+            )))))
+            .map_err(|e| format!("MbedTLS: {e:?}"))?;
+            let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
+            use_wall_clock(&CLOCK);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            CLOCK.set_unix_time(now.as_secs());
+            builder
+                .mbedtls(Mbedtls::new(tls.reference(), roots, &mut buffers))
+                .build()
+        }
+        None => builder.build(),
+    };
+    let outcome = async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        client.token(&mut out).await.map(|_| ())
+    });
+    Ok(match outcome {
+        Ok(()) => match client.grant(|g| g.map(|g| token_json(g, show_token, false))) {
+            Some(line) => (0, line),
+            None => (
+                1,
+                error_json(
+                    &tessera_core::Error::Malformed {
+                        field: Some("expires_in"),
+                        problem: tessera_core::Problem::Range,
+                    },
+                    None,
+                ),
+            ),
+        },
+        Err(Error::Token {
+            kind, transport, ..
+        }) => {
+            let line = client.failure(|f| f.map(failure_json));
+            let line = line.or(transport.map(transport_json));
+            (1, line.unwrap_or_else(|| kind_json(kind)))
+        }
+        Err(Error::Transport(t)) => (1, transport_json(t)),
+        Err(Error::Core(e)) => (1, error_json(&e, None)),
+    })
+}

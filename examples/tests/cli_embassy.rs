@@ -1,0 +1,110 @@
+//! `tessera token … --transport embassy --ca …`: the terminal's client (tessera-embassy,
+//! MbedTLS) run from the CLI against the sandbox over HTTPS, with an RSA-2048 chain whose
+//! host is only in subjectAltName; a chain from another root is refused with cause `tls`
+//! before any request; `https://` without `--ca` is a usage error.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use tessera_core::ProviderKind;
+use tessera_sandbox::pki::{matrix, HOST};
+use tessera_sandbox::{base_url_at, Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
+
+fn tessera(args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args)
+        .env_remove("TESSERA_CLIENT_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(CLIENT_SECRET.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_terminal_client_fetches_over_https_with_the_given_roots() {
+    let m = matrix();
+    let dir = std::env::temp_dir().join(format!("tessera-cli-embassy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("roots.pem");
+    std::fs::write(&ca, &m.roots_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+
+    // RSA-2048 with an intermediate, the host only in SAN, over TLS 1.2.
+    let case = &m.cases[0];
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    let url = base_url_at(
+        &format!("https://{HOST}:{}", sb.addr().port()),
+        ProviderKind::OAuth2,
+    );
+    let args = [
+        "token",
+        "oauth2",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--ca",
+        ca,
+        "--transport",
+        "embassy",
+    ];
+    let (code, out, err) = tessera(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(r#"{"ok":true,"#), "{out}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+
+    // The same call against a chain from a root that is not in the file.
+    let rogue = m.cases.iter().find(|c| c.name == "untrusted root").unwrap();
+    let sb = Sandbox::start_tls_with(&rogue.chain, rogue.versions).unwrap();
+    let url = base_url_at(
+        &format!("https://{HOST}:{}", sb.addr().port()),
+        ProviderKind::OAuth2,
+    );
+    let args = [
+        "token",
+        "oauth2",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--ca",
+        ca,
+        "--transport",
+        "embassy",
+    ];
+    let (code, out, _) = tessera(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(r#""kind":"transport","cause":"tls","detail":"certificate not trusted""#),
+        "{out}"
+    );
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
+
+    // https:// with no roots: the terminal has no system store to fall back on.
+    let args = [
+        "token",
+        "oauth2",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--transport",
+        "embassy",
+    ];
+    let (code, _, err) = tessera(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs --ca"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -16,10 +16,10 @@ use tessera_core::{
 };
 use tessera_std::{FileStore, Options, OwnedProvider, RedisStore, Trust};
 
-/// Writes `{"k":v,...}` with keys in the given order.
 #[cfg(feature = "embassy")]
 pub mod embassy;
 
+/// Writes `{"k":v,...}` with keys in the given order.
 fn object(fields: &[(&str, Value)]) -> String {
     let body: Vec<String> = fields
         .iter()

@@ -321,3 +321,18 @@ fn redis_stopped_mid_run_never_stops_tokens() {
     );
     assert_eq!(requests(&sb), 3);
 }
+
+#[test]
+fn a_redis_that_hangs_up_costs_no_outage() {
+    let sb = Sandbox::start().unwrap();
+    // Accepts connections and hangs up without a word: a broken Redis.
+    let hung = tessera_sandbox::CountingListener::start().unwrap();
+    let store = tessera_std::RedisStore::open(&format!("redis://127.0.0.1:{}/0", hung.port()))
+        .unwrap()
+        .with_timeout(Duration::from_millis(100));
+    let (c, _) = client(&sb, CLIENT_SECRET, Arc::new(store));
+    let token = c.token().unwrap();
+    assert!(!token.as_str().is_empty());
+    assert_eq!(requests(&sb), 1, "fetched alone");
+    assert!(hung.accepted() >= 1, "the store was tried");
+}

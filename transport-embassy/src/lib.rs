@@ -105,7 +105,7 @@
 //! subjectAltName (wildcards too), a bundle of roots; validity dates against a wall clock
 //! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 40 KiB
 //! per connection for an RSA-2048 chain) and a C toolchain to build. The
-//! [`mbedtls`](crate::mbedtls) module says exactly what is checked.
+//! `mbedtls` module (with the feature) says exactly what is checked.
 //!
 //! **Which backend for which endpoint.** A provider's or payment API's endpoint (its
 //! chain, its CA, its TLS versions are not yours): `mbedtls`, with `mbedtls-dates` and a

@@ -817,6 +817,29 @@ mod tests {
     }
 
     #[test]
+    fn skipped_strings_and_keys_refuse_raw_control_characters_too() {
+        // JSONTestSuite's n_string_unescaped_ctrl_char, n_string_unescaped_newline and
+        // n_string_unescaped_tab, in a value the codec skips and in a key.
+        for bad in [
+            "{\"x\":\"a\u{0}a\"}",
+            "{\"x\":\"new\nline\"}",
+            "{\"x\":[\"\t\"]}",
+            "{\"a\u{1f}b\":1}",
+        ] {
+            let mut c = Cursor::new(bad.as_bytes());
+            assert_eq!(c.skip(), Err(Problem::Encoding), "{bad:?}");
+        }
+        // Escaped, they are fine.
+        let mut c = Cursor::new(br#"{"x":"new\nline\t","y\u0001":1}"#);
+        assert_eq!(c.skip(), Ok(()));
+        // Through a codec: an unknown member with a raw tab makes the response malformed.
+        let body = b"{\"access_token\":\"t\",\"token_type\":\"Bearer\",\"expires_in\":60,\"note\":\"a\tb\"}";
+        use crate::provider::Provider;
+        let parsed = crate::OAuth2::new("https://idp/t").parse_token(200, body);
+        assert!(parsed.is_err());
+    }
+
+    #[test]
     fn capacity_reports_needed_and_leaves_dest_empty() {
         let mut small: heapless::String<3> = heapless::String::new();
         small.push_str("old").unwrap();

@@ -18,8 +18,8 @@
 //! - key usage and extended key usage (a client-only certificate is refused);
 //! - TLS 1.2 or 1.3, whichever the server prefers; nothing older;
 //! - **validity dates only with feature `mbedtls-dates`**: then against the application's
-//!   wall clock (a [`WallClock`] it feeds from SNTP or an RTC, installed with
-//!   [`use_wall_clock`]); until a time is known, every handshake fails closed (cause `tls`,
+//!   wall clock (a `WallClock` it feeds from SNTP or an RTC, installed with
+//!   `use_wall_clock`); until a time is known, every handshake fails closed (cause `tls`,
 //!   "no wall clock: certificate dates cannot be checked"). With `mbedtls` alone MbedTLS is
 //!   compiled without a clock: **an expired or not-yet-valid certificate is accepted**.
 //!   MbedTLS has no run-time switch for this.
@@ -560,16 +560,6 @@ async fn exchange<T: TcpConnect, D: Dns>(
     keep_headers: bool,
 ) -> Result<Exchanged, Fault> {
     let to = target(out.url).map_err(Fault::Net)?;
-    // SNI and the host check: the URL's host, NUL-terminated (MbedTLS copies it).
-    let mut name = [0u8; 254];
-    let bytes = to.host.as_bytes();
-    if bytes.contains(&0) {
-        return Err(Fault::Net(BAD_URL));
-    }
-    name[..bytes.len()].copy_from_slice(bytes);
-    let server_name =
-        CStr::from_bytes_with_nul(&name[..=bytes.len()]).map_err(|_| Fault::Net(BAD_URL))?;
-
     let ip = match to.host.parse::<IpAddr>() {
         Ok(ip) => ip,
         Err(_) => wire
@@ -587,18 +577,35 @@ async fn exchange<T: TcpConnect, D: Dns>(
             Fault::Net(classify(Phase::Connect, &e))
         })?;
 
-    let roots = roots.parse().map_err(Fault::Net)?;
-    let config = SessionConfig::Client(ClientSessionConfig {
-        ca_chain: Some(roots),
-        server_name: Some(server_name),
-        auth_mode: AuthMode::Required,
-        min_version: TlsVersion::Tls1_2,
-        max_version: None,
-        skip_hostname_verification: false,
-        ..ClientSessionConfig::new()
-    });
-    let mut session =
-        Session::new(tls, conn, &config).map_err(|e| Fault::Net(handshake_failure(e, 0)))?;
+    // SNI and the host check: the URL's host, NUL-terminated, at the start of the request
+    // buffer (not in this future: it stays small in a task's arena). MbedTLS copies it.
+    let bytes = to.host.as_bytes();
+    let capacity = tx.len();
+    let (name, tx) = tx
+        .split_at_mut_checked(bytes.len() + 1)
+        .filter(|(_, rest)| !rest.is_empty())
+        .ok_or(Fault::Local(tessera_core::Error::Capacity {
+            field: "TLS request buffer",
+            needed: bytes.len() + 2,
+            capacity,
+        }))?;
+    name[..bytes.len()].copy_from_slice(bytes);
+    name[bytes.len()] = 0;
+    let server_name = CStr::from_bytes_with_nul(name).map_err(|_| Fault::Net(BAD_URL))?;
+    // In a block, so the configuration is not kept across the awaits below.
+    let mut session = {
+        let roots = roots.parse().map_err(Fault::Net)?;
+        let config = SessionConfig::Client(ClientSessionConfig {
+            ca_chain: Some(roots),
+            server_name: Some(server_name),
+            auth_mode: AuthMode::Required,
+            min_version: TlsVersion::Tls1_2,
+            max_version: None,
+            skip_hostname_verification: false,
+            ..ClientSessionConfig::new()
+        });
+        Session::new(tls, conn, &config).map_err(|e| Fault::Net(handshake_failure(e, 0)))?
+    };
     if let Err(e) = session.connect().await {
         let flags = session.tls_verification_details();
         return Err(Fault::Net(handshake_failure(e, flags)));

@@ -372,6 +372,9 @@ pub struct Session<P, const TOKEN: usize = 2048, const REFRESH: usize = 1024> {
     sticky: bool,
     failure: Option<Failure>,
     jitter: Jitter,
+    /// The wall-clock expiry a restored token came with (its id, Unix ms): saving that
+    /// token again writes it back, so the restore's clock allowance is not taken off twice.
+    restored_expiry: Option<(TokenId, u64)>,
 }
 
 impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, REFRESH> {
@@ -392,6 +395,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             backoff_until: None,
             sticky: false,
             failure: None,
+            restored_expiry: None,
         }
     }
 
@@ -616,8 +620,15 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
                 .len()
         };
         let keys = Keys::derive(&self.provider, &self.credentials, key)?;
-        let remaining = t.expires.as_millis().saturating_sub(now.as_millis());
-        let expires_at = wall.unix_ms.saturating_add(remaining);
+        let expires_at = match self.restored_expiry {
+            // A restored token's expiry is a fact of the token: keep it, rather than
+            // re-derive it from a monotonic timing that took the clock's doubt off.
+            Some((id, at)) if id == t.id => at,
+            _ => {
+                let remaining = t.expires.as_millis().saturating_sub(now.as_millis());
+                wall.unix_ms.saturating_add(remaining)
+            }
+        };
         snapshot::seal(&keys, wall.unix_ms, expires_at, json_len, out)
     }
 
@@ -818,6 +829,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         })?;
         self.next_id = id.0;
         self.cached = Some(timing);
+        self.restored_expiry = Some((id, meta.expires_at));
         self.attempts = 0;
         self.backoff_until = None;
         self.sticky = false;

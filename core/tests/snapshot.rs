@@ -445,3 +445,33 @@ fn the_binding_names_the_credential_not_the_secret() {
     // It is the fingerprint the snapshot carries.
     assert_eq!(&saved(0)[4..12], a.as_slice());
 }
+
+#[test]
+fn saving_a_restored_token_again_keeps_its_real_expiry() {
+    // Deep sleep after deep sleep: each wake restores with 2 s of doubt, then saves.
+    let mut bytes = saved(0);
+    for hop in 1..=5u64 {
+        let mut s = session();
+        let w = WallTime::new(WALL0 + hop * 60 * SEC, Duration::from_secs(2));
+        let r = s
+            .restore(at(0), Some(w), Key::Credentials, &mut bytes)
+            .unwrap();
+        // Served until the real expiry less this wake's doubt and the allowance, every time:
+        // the doubt is not taken off again and again.
+        assert_eq!(
+            r.usable_until,
+            at(3600 * SEC - hop * 60 * SEC - 2 * SEC - 2 * SEC),
+            "hop {hop}"
+        );
+        let mut buf = [0u8; 512];
+        bytes = s
+            .snapshot(
+                at(0),
+                wall(WALL0 + hop * 60 * SEC),
+                Key::Credentials,
+                &mut buf,
+            )
+            .unwrap()
+            .to_vec();
+    }
+}

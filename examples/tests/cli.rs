@@ -1,7 +1,9 @@
 //! The `tessera` CLI's exact interface: output lines and exit codes.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+mod common;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/fixtures");
 
@@ -179,19 +181,8 @@ fn usage_errors_exit_2_and_never_echo_the_secret() {
 }
 
 fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    cmd.args(args).env_remove("TESSERA_CLIENT_SECRET");
-    // Loopback tests: no proxy from the caller's environment.
-    for proxy in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(proxy);
-    }
+    let mut cmd = common::tessera_command();
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -5,6 +5,8 @@
 //! sandbox and a real `redis-server` on loopback.
 
 use std::process::{Child, Command, Output, Stdio};
+
+mod common;
 use std::time::Duration;
 
 use tessera_sandbox::{
@@ -14,7 +16,7 @@ use tessera_sandbox::{
 const KIND: ProviderKind = ProviderKind::Shogun;
 
 fn tessera(sb: &Sandbox, secret: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    let mut cmd = common::tessera_command();
     cmd.args(["token", "shogun", "--base-url", &sb.base_url(KIND)])
         .args(["--client-id", CLIENT_ID, "--show-token"])
         .args(extra)
@@ -22,16 +24,6 @@ fn tessera(sb: &Sandbox, secret: &str, extra: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for proxy in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(proxy);
-    }
     cmd
 }
 

@@ -103,10 +103,6 @@ fn make_with(
 impl Harness for Embassy {
     type Client = EmbassyClient;
 
-    fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> EmbassyClient {
-        make(&sb.base_url(kind), kind, secret, false)
-    }
-
     fn client_at(
         &self,
         base_url: &str,

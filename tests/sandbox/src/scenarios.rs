@@ -105,7 +105,9 @@ pub trait Harness {
     type Client: TestClient;
     /// A client for `kind` on `sb` with `secret`; network timeouts of 500 ms; the
     /// transport's default refresh (in the background).
-    fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> Self::Client;
+    fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> Self::Client {
+        self.client_at(&sb.base_url(kind), kind, secret, false)
+    }
     /// Like [`Harness::client`], with the provider's base URL `base_url` (see
     /// [`base_url_at`]) and the session's `allow_insecure_http`.
     fn client_at(

@@ -51,10 +51,6 @@ fn failed(e: Error) -> Failed {
 impl Harness for Std {
     type Client = StdClient;
 
-    fn client(&self, sb: &Sandbox, kind: ProviderKind, secret: &str) -> StdClient {
-        self.client_at(&sb.base_url(kind), kind, secret, false)
-    }
-
     fn client_at(
         &self,
         base_url: &str,

@@ -47,19 +47,44 @@
 //!
 //! # Set-up
 //!
-//! ```ignore
-//! // Once per program: mbedtls-rs's `Tls` owns the RNG (the chip's TRNG, as rand_core 0.10).
-//! static RNG: StaticCell<Rng09<Trng>> = StaticCell::new();
-//! let tls = mbedtls_rs::Tls::new(RNG.init(Rng09(trng))).unwrap();
-//! static TLS: StaticCell<mbedtls_rs::Tls<'static>> = StaticCell::new();
-//! let tls = TLS.init(tls);
-//! // The roots: a PEM bundle, NUL-terminated.
-//! const ROOTS: &str = concat!(include_str!("roots.pem"), "\0");
-//! let roots = Roots::new(CStr::from_bytes_with_nul(ROOTS.as_bytes()).unwrap()).unwrap();
-//! static BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
-//! let client = Client::builder(idp, credentials, tcp, dns, resources, &mut rng)
-//!     .mbedtls(Mbedtls::new(tls.reference(), roots, BUFFERS.init(MbedtlsBuffers::new())))
-//!     .build();
+//! ```no_run
+//! use core::ffi::CStr;
+//! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+//! use static_cell::StaticCell;
+//! use tessera_embassy::core::{Credentials, OAuth2};
+//! use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+//! use tessera_embassy::mbedtls::{Mbedtls, MbedtlsBuffers, Rng09, Roots};
+//! use tessera_embassy::{Client, Resources};
+//! # type TcpClient = std_embedded_nal_async::Stack;
+//! # type DnsSocket = std_embedded_nal_async::Stack;
+//! type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, TcpClient, DnsSocket>;
+//!
+//! /// The roots: a PEM bundle, NUL-terminated (`concat!(include_str!("roots.pem"), "\0")`).
+//! # const ROOTS: &str = "\0";
+//!
+//! /// `trng`: the chip's true RNG (a rand_core 0.9 `CryptoRng`, such as esp-hal's `Trng`)
+//! /// for MbedTLS; `rng` seeds the lifecycle's jitter.
+//! fn setup<R: rand_core::CryptoRng + Send + 'static>(
+//!     tcp: &'static TcpClient,
+//!     dns: &'static DnsSocket,
+//!     trng: &'static mut Rng09<R>,
+//!     rng: &mut impl rand_core::RngCore,
+//! ) -> &'static Tessera {
+//!     static TLS: StaticCell<Tls<'static>> = StaticCell::new();
+//!     static BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
+//!     static RESOURCES: StaticCell<Resources> = StaticCell::new();
+//!     static CLIENT: StaticCell<Tessera> = StaticCell::new();
+//!     // Once per program: mbedtls-rs's `Tls` holds the RNG (rand_core 0.10, through Rng09).
+//!     let tls = TLS.init(Tls::new(trng).expect("one Tls per program"));
+//!     let pem = CStr::from_bytes_with_nul(ROOTS.as_bytes()).expect("NUL-terminated");
+//!     let roots = Roots::new(pem).expect("every root parses");
+//!     let idp = OAuth2::new("https://idp.example/oauth2/token");
+//!     let credentials = Credentials::new("terminal-7", "s3cr3t").unwrap();
+//!     let https = Mbedtls::new(tls.reference(), roots, BUFFERS.init(MbedtlsBuffers::new()));
+//!     let resources = RESOURCES.init(Resources::new());
+//!     let builder = Client::builder(idp, credentials, tcp, dns, resources, rng);
+//!     CLIENT.init(builder.mbedtls(https).build())
+//! }
 //! ```
 
 use core::cell::RefCell;
@@ -242,10 +267,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// application sets the time (SNTP, an RTC) with [`WallClock::set_unix_time`]; it then
 /// advances with `embassy_time`. Until it is set, every handshake fails closed.
 ///
-/// ```ignore
+/// ```
+/// use tessera_embassy::mbedtls::{use_wall_clock, WallClock};
 /// static CLOCK: WallClock = WallClock::new();
-/// tessera_embassy::mbedtls::use_wall_clock(&CLOCK); // once, at start-up
-/// CLOCK.set_unix_time(sntp_seconds);                // when SNTP answers
+/// use_wall_clock(&CLOCK); // once, at start-up: handshakes fail closed from here
+/// # let sntp_seconds = 1_767_225_600;
+/// CLOCK.set_unix_time(sntp_seconds); // when SNTP (or the RTC) gives the time
+/// assert!(CLOCK.unix_time().is_some_and(|t| t >= sntp_seconds));
 /// ```
 #[cfg(feature = "mbedtls-dates")]
 pub struct WallClock {

@@ -9,6 +9,7 @@
 //! ```
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use rand_core::TryRngCore;
 use static_cell::StaticCell;
 use tessera_embassy::core::{Credentials, Shogun};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Tls, TlsBuffers};
@@ -65,25 +66,6 @@ async fn pay(
 
 // ---- the desktop driver --------------------------------------------------------------------
 
-struct OsRng;
-
-impl rand_core::RngCore for OsRng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        // The standard library's per-process random keys: enough for a desktop demo seed.
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let n = chunk.len();
-            chunk.copy_from_slice(&self.next_u64().to_le_bytes()[..n]);
-        }
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [ca, base, url] = args.as_slice() else {
@@ -111,7 +93,8 @@ fn main() {
         credentials,
         (net, net),
         ca,
-        Box::leak(Box::new(OsRng)),
+        // The operating system's CSPRNG (on a board: the chip's TRNG).
+        Box::leak(Box::new(rand_core::OsRng.unwrap_err())),
     );
     std::thread::spawn(move || async_io::block_on(refresher(client)));
     let mut buffers: Box<CallBuffers> = Box::default();

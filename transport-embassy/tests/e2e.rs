@@ -303,7 +303,6 @@ fn a_token_future_dropped_mid_fetch_releases_its_ticket_and_wipes_its_buffers() 
         assert_eq!(c.client.fetch_buffers_wiped(), Some(true), "{kind}");
         // The ticket was released: the next caller fetches at once (no 30 s wait for
         // the abandoned fetch, and no backoff), on the same manual time.
-        let started = std::time::Instant::now();
         let next = async_io::block_on(embassy_time::with_timeout(
             embassy_time::Duration::from_secs(5),
             c.token_async(),
@@ -312,7 +311,6 @@ fn a_token_future_dropped_mid_fetch_releases_its_ticket_and_wipes_its_buffers() 
             .unwrap_or_else(|_| panic!("{kind}: still waiting for the dropped fetch"))
             .unwrap_or_else(|e| panic!("{kind}: {}", e.text));
         assert_eq!(token.split('.').count(), 3, "{kind}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{kind}");
         assert_eq!(
             sb.count(Endpoint::Token(kind)) - before,
             2,

@@ -7,6 +7,8 @@ use std::ffi::CString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
+use rand_core::TryRngCore;
+
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_nal_async::{AddrType, Dns};
 use std_embedded_nal_async::Stack;
@@ -16,42 +18,12 @@ use tessera_embassy::mbedtls::{Mbedtls, MbedtlsBuffers, Rng09, Roots};
 use tessera_embassy::{Client, Resources, Settings};
 use tessera_sandbox::{base_url_at, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
-/// SplitMix64 seeded from the time. A test stand-in for the chip's TRNG: MbedTLS needs a
-/// rand_core `CryptoRng`; this one is not one, and is marked so for these tests only.
-pub struct TestCsprng(u64);
-
-impl rand_core::RngCore for TestCsprng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let n = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&n[..chunk.len()]);
-        }
-    }
-}
-
-impl rand_core::CryptoRng for TestCsprng {}
-
 /// The program's one `Tls` (mbedtls-rs allows one at a time).
 pub fn tls() -> TlsReference<'static> {
     static TLS: OnceLock<&'static Tls<'static>> = OnceLock::new();
     TLS.get_or_init(|| {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let rng = Box::leak(Box::new(Rng09(TestCsprng(seed))));
+        // The OS's CSPRNG (on a board: the chip's TRNG).
+        let rng = Box::leak(Box::new(Rng09(rand_core::OsRng.unwrap_err())));
         Box::leak(Box::new(Tls::new(rng).expect("one Tls per program")))
     })
     .reference()
@@ -105,7 +77,7 @@ pub fn client(sb: &Sandbox, host: &str, roots: Roots<'static>) -> &'static C {
         stack,
         &LocalDns,
         resources,
-        &mut TestCsprng(7),
+        &mut rand_core::OsRng.unwrap_err(),
     )
     .settings(settings)
     .mbedtls(Mbedtls::new(tls(), roots, buffers))

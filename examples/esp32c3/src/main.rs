@@ -3,19 +3,25 @@
 //! protected endpoint with it, seal the token into RTC fast memory again and deep-sleep.
 //! The first boot, or a wake with no usable snapshot, fetches a token as usual. See
 //! README.md for flashing, configuration and the wall-clock trust decision.
+//!
+//! HTTPS through MbedTLS (tessera-embassy's `mbedtls`, SHA and RSA on the C3's
+//! accelerators), verified against `roots.pem`, with certificate dates checked against the
+//! wall clock: the RTC after a wake, SNTP after a cold boot. Plain HTTP only to a LAN
+//! sandbox, and only when `TESSERA_ALLOW_INSECURE_HTTP=1` says so at build time.
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
 
 use embassy_executor::Spawner;
-use embassy_net::dns::DnsSocket;
+use embassy_net::dns::{DnsQueryType, DnsSocket};
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
-use embassy_net::{Runner, StackResources};
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::{Runner, Stack, StackResources};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::{Duration, Timer};
+use embassy_time::{with_timeout, Duration, Instant, Timer};
 use esp_hal::clock::CpuClock;
-use esp_hal::rng::Rng;
+use esp_hal::rng::{Trng, TrngSource};
 use esp_hal::rtc_cntl::sleep::{LowPower, RtcSleepConfig};
 use esp_hal::rtc_cntl::{Rtc, SocResetReason};
 use esp_hal::timer::timg::TimerGroup;
@@ -28,6 +34,8 @@ use static_cell::StaticCell;
 use tessera_core::snapshot::{Key, WallTime};
 use tessera_core::timestamp::parse_http_date;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
+use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots, WallClock};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
 use {esp_alloc as _, esp_backtrace as _};
 
@@ -45,14 +53,20 @@ const WIFI_PASSWORD: &str = or(option_env!("WIFI_PASSWORD"), "");
 const PROVIDER: &str = or(option_env!("TESSERA_PROVIDER"), "oauth2");
 const BASE_URL: &str = or(
     option_env!("TESSERA_BASE_URL"),
-    "http://192.168.1.10:8080/oauth2/token",
+    "https://idp.example.com/oauth2/token",
 );
 const CLIENT_ID: &str = or(option_env!("TESSERA_CLIENT_ID"), "tessera-sandbox-client");
 const CLIENT_SECRET: &str = or(option_env!("TESSERA_CLIENT_SECRET"), "");
 const API_URL: &str = or(
     option_env!("TESSERA_API_URL"),
-    "http://192.168.1.10:8080/oauth2/protected",
+    "https://api.example.com/v1/status",
 );
+/// `1` lets the secret and the token travel over plain `http://` to a LAN sandbox.
+const ALLOW_INSECURE_HTTP: &str = or(option_env!("TESSERA_ALLOW_INSECURE_HTTP"), "0");
+/// The SNTP server that gives the wall clock after a cold boot.
+const NTP_SERVER: &str = or(option_env!("TESSERA_NTP_SERVER"), "pool.ntp.org");
+/// The roots servers are verified against, NUL-terminated for MbedTLS.
+const ROOTS: &str = concat!(include_str!("../roots.pem"), "\0");
 /// Seconds of deep sleep between wakes.
 const SLEEP_S: &str = or(option_env!("TESSERA_SLEEP_S"), "30");
 
@@ -110,6 +124,50 @@ fn wall_clock(rtc: &Rtc<'_>, clock_set_at_ms: u64) -> Option<WallTime> {
     Some(WallTime::new(now, uncertainty))
 }
 
+/// Asks `NTP_SERVER` for the time (SNTPv4, RFC 4330): Unix seconds. The request's transmit
+/// time is a random nonce the server must echo, so an off-path sender cannot answer for it;
+/// the time is still unauthenticated (README.md says what a forged one can do).
+async fn sntp(stack: Stack<'static>, rng: &mut Trng) -> Option<u64> {
+    const NTP_TO_UNIX_S: u64 = 2_208_988_800;
+    let server = *stack
+        .dns_query(NTP_SERVER, DnsQueryType::A)
+        .await
+        .ok()?
+        .first()?;
+    let (mut rx_meta, mut tx_meta) = ([PacketMetadata::EMPTY; 1], [PacketMetadata::EMPTY; 1]);
+    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx, &mut tx_meta, &mut tx);
+    socket.bind(0).ok()?;
+    let nonce = rand_core::RngCore::next_u64(rng).to_be_bytes();
+    let mut request = [0u8; 48];
+    request[0] = 0x23; // no leap warning, version 4, client
+    request[40..].copy_from_slice(&nonce);
+    let sent = Instant::now();
+    socket.send_to(&request, (server, 123)).await.ok()?;
+    let mut reply = [0u8; 48];
+    let (n, from) = with_timeout(Duration::from_secs(2), socket.recv_from(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    let mode = reply[0] & 0x7;
+    let stratum = reply[1];
+    if n < 48 || from.endpoint.addr != server || mode != 4 || !(1..16).contains(&stratum) {
+        return None;
+    }
+    if reply[24..32] != nonce || sent.elapsed() > Duration::from_secs(2) {
+        return None;
+    }
+    let secs = u64::from(u32::from_be_bytes(reply[40..44].try_into().ok()?));
+    // NTP era 0 ends in February 2036; a smaller count is era 1.
+    Some(match secs.checked_sub(NTP_TO_UNIX_S) {
+        Some(s) => s,
+        None => secs + (1 << 32) - NTP_TO_UNIX_S,
+    })
+}
+
+/// The wall clock MbedTLS checks certificate dates against.
+static TLS_CLOCK: WallClock = WallClock::new();
+
 type Tcp = TcpClient<'static, 2, 2048, 2048>;
 type Tessera =
     Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Tcp, DnsSocket<'static>>;
@@ -143,8 +201,9 @@ async fn refresher(tessera: &'static Tessera) {
 async fn main(spawner: Spawner) -> ! {
     esp_println::logger::init_logger_from_env();
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
-    // The Wi-Fi driver allocates; tessera itself does not.
-    esp_alloc::heap_allocator!(size: 72 * 1024);
+    // The Wi-Fi driver allocates, and MbedTLS (about 40 KiB per connection, with the roots
+    // parsed at its start): tessera itself does not.
+    esp_alloc::heap_allocator!(size: 136 * 1024);
     let timg0 = TimerGroup::new(peripherals.TIMG0);
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
 
@@ -160,8 +219,13 @@ async fn main(spawner: Spawner) -> ! {
         kept.snapshot.fill(0);
     }
 
-    // The chip's true RNG (rand_core 0.9) seeds tessera's jitter and the network stack.
-    let mut rng = Rng::new();
+    // The chip's true RNG (rand_core 0.9), the ADC as its entropy source for as long as the
+    // program runs: tessera's jitter, the network stack, SNTP's nonce and MbedTLS.
+    static TRNG_SOURCE: StaticCell<TrngSource<'static>> = StaticCell::new();
+    TRNG_SOURCE.init(TrngSource::new(peripherals.RNG, peripherals.ADC1));
+    let Ok(mut rng) = Trng::try_new() else {
+        panic!("no entropy source for the TRNG");
+    };
     let (Ok(ssid), Ok(password)) = (WIFI_SSID.try_into(), WIFI_PASSWORD.try_into()) else {
         panic!("WIFI_SSID or WIFI_PASSWORD is too long");
     };
@@ -197,6 +261,44 @@ async fn main(spawner: Spawner) -> ! {
     let tcp = TCP.init(TcpClient::new(stack, TCP_STATE.init(TcpClientState::new())));
     let dns = DNS.init(DnsSocket::new(stack));
 
+    // Certificate dates need the time before the first handshake: the RTC when it was set
+    // before the sleep, otherwise SNTP (and the RTC from it). Until then every handshake
+    // fails closed.
+    use_wall_clock(&TLS_CLOCK);
+    if let Some(wall) = wall_clock(&rtc, *kept.clock_set_at_ms) {
+        TLS_CLOCK.set_unix_time(wall.unix_ms / 1000);
+    } else {
+        match sntp(stack, &mut rng).await {
+            Some(unix_s) => {
+                TLS_CLOCK.set_unix_time(unix_s);
+                let ms = unix_s.saturating_mul(1000);
+                rtc.set_current_time_us(ms.saturating_mul(1000));
+                *kept.clock_set_at_ms = ms;
+                info!("wall clock from SNTP");
+            }
+            None => warn!("no wall clock from SNTP: HTTPS fails until one is known"),
+        }
+    }
+
+    // The program's one MbedTLS instance, the roots, and the buffer token requests are
+    // written in.
+    static TLS_RNG: StaticCell<Rng09<Trng>> = StaticCell::new();
+    static TLS: StaticCell<Tls<'static>> = StaticCell::new();
+    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
+    let tls = match Tls::new(TLS_RNG.init(Rng09(rng.clone()))) {
+        Ok(tls) => TLS.init(tls),
+        Err(e) => panic!("MbedTLS: {e:?}"),
+    };
+    let roots = match core::ffi::CStr::from_bytes_with_nul(ROOTS.as_bytes()).map(Roots::new) {
+        Ok(Ok(roots)) => roots,
+        _ => panic!("roots.pem: not a PEM bundle MbedTLS can parse"),
+    };
+    let https = Mbedtls::new(
+        tls.reference(),
+        roots,
+        TLS_BUFFERS.init(MbedtlsBuffers::new()),
+    );
+
     let Ok(kind) = PROVIDER.parse::<ProviderKind>() else {
         panic!("TESSERA_PROVIDER `{PROVIDER}` is not shogun, apimw, setu, stonex or oauth2");
     };
@@ -209,11 +311,10 @@ async fn main(spawner: Spawner) -> ! {
     };
     let settings = Settings {
         session: tessera_core::session::Config {
-            // The default URLs are plain HTTP to a sandbox on the LAN, which the core refuses
-            // for anything but loopback (the secret and the token would cross the network in
-            // clear). Opting in is right for a bench sandbox only: point TESSERA_BASE_URL
-            // and TESSERA_API_URL at https:// for anything real.
-            allow_insecure_http: true,
+            // Plain HTTP to a sandbox on the LAN is refused for anything but loopback (the
+            // secret and the token would cross the network in clear) unless the build says
+            // TESSERA_ALLOW_INSECURE_HTTP=1: right for a bench sandbox only.
+            allow_insecure_http: ALLOW_INSECURE_HTTP == "1",
             ..Default::default()
         },
         ..Settings::default()
@@ -230,6 +331,7 @@ async fn main(spawner: Spawner) -> ! {
             &mut rng,
         )
         .settings(settings)
+        .mbedtls(https)
         .build(),
     );
 
@@ -259,13 +361,19 @@ async fn main(spawner: Spawner) -> ! {
 
     // This task's call buffers: the bearer token is written here, and wiped after each call.
     static CALL: StaticCell<CallBuffers> = StaticCell::new();
+    static CALL_TLS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let buffers = CALL.init(CallBuffers::new());
+    let call_tls = CALL_TLS.init(MbedtlsBuffers::new());
     // One key per operation (a retried payment is not charged twice), unique across wakes.
     let mut key = heapless::String::<32>::new();
     let _ = write!(key, "till7-{}", rtc.current_time_us() / 1000);
     let headers = [("Idempotency-Key", key.as_str())];
     match tessera
-        .call(ApiRequest::get(API_URL).headers(&headers), buffers)
+        .call_mbedtls(
+            ApiRequest::get(API_URL).headers(&headers),
+            buffers,
+            call_tls,
+        )
         .await
     {
         Ok(r) => {
@@ -285,6 +393,7 @@ async fn main(spawner: Spawner) -> ! {
                 let ms = unix_s.saturating_mul(1000);
                 rtc.set_current_time_us(ms.saturating_mul(1000));
                 *kept.clock_set_at_ms = ms;
+                TLS_CLOCK.set_unix_time(unix_s);
             }
         }
         Err(e) => {

@@ -4,6 +4,11 @@
 //! whenever a new one arrives, and restored from it at boot once SNTP has given the wall
 //! clock, so a reboot does not cost a token request. See README.md for flashing,
 //! configuration and why the restore waits for SNTP.
+//!
+//! HTTPS through MbedTLS (tessera-embassy's `mbedtls`, on a 56 KiB heap), verified against
+//! `roots.pem`, with certificate dates checked against SNTP's time: SNTP is asked at boot,
+//! before the first handshake. Plain HTTP only to a LAN sandbox, and only when
+//! `TESSERA_ALLOW_INSECURE_HTTP=1` says so at build time.
 #![no_std]
 #![no_main]
 
@@ -29,8 +34,30 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::{AnyProvider, Config, Credentials, ProviderKind};
+use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
-use {defmt_rtt as _, panic_probe as _};
+use {defmt_rtt as _, panic_probe as _, tinyrlibc as _};
+
+/// MbedTLS's heap: one connection peaks at about 40 KiB (tests/mbedtls_heap.rs), plus the
+/// allocator's own overhead.
+const HEAP_SIZE: usize = 56 * 1024;
+#[global_allocator]
+static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
+
+/// MbedTLS's debug and self-test code refers to `printf` and `puts`; nothing calls them
+/// with debug output off. They print nothing.
+#[no_mangle]
+extern "C" fn printf(_format: *const u8) -> i32 {
+    0
+}
+#[no_mangle]
+extern "C" fn puts(_s: *const u8) -> i32 {
+    0
+}
+
+/// The wall clock MbedTLS checks certificate dates against.
+static TLS_CLOCK: tessera_embassy::mbedtls::WallClock = tessera_embassy::mbedtls::WallClock::new();
 
 bind_interrupts!(struct Irqs {
     PIO0_IRQ_0 => InterruptHandler<PIO0>;
@@ -49,14 +76,18 @@ const WIFI_PASSWORD: &str = or(option_env!("WIFI_PASSWORD"), "");
 const PROVIDER: &str = or(option_env!("TESSERA_PROVIDER"), "oauth2");
 const BASE_URL: &str = or(
     option_env!("TESSERA_BASE_URL"),
-    "http://192.168.1.10:8080/oauth2/token",
+    "https://idp.example.com/oauth2/token",
 );
 const CLIENT_ID: &str = or(option_env!("TESSERA_CLIENT_ID"), "tessera-sandbox-client");
 const CLIENT_SECRET: &str = or(option_env!("TESSERA_CLIENT_SECRET"), "");
 const API_URL: &str = or(
     option_env!("TESSERA_API_URL"),
-    "http://192.168.1.10:8080/oauth2/protected",
+    "https://api.example.com/v1/status",
 );
+/// `1` lets the secret and the token travel over plain `http://` to a LAN sandbox.
+const ALLOW_INSECURE_HTTP: &str = or(option_env!("TESSERA_ALLOW_INSECURE_HTTP"), "0");
+/// The roots servers are verified against, NUL-terminated for MbedTLS.
+const ROOTS: &str = concat!(include_str!("../roots.pem"), "\0");
 
 /// The SNTP server that gives the wall clock.
 const NTP_SERVER: &str = or(option_env!("TESSERA_NTP_SERVER"), "pool.ntp.org");
@@ -217,6 +248,12 @@ async fn refresher(tessera: &'static Tessera) -> ! {
 )]
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
+    {
+        use core::mem::MaybeUninit;
+        static mut HEAP_MEM: [MaybeUninit<u8>; HEAP_SIZE] = [MaybeUninit::uninit(); HEAP_SIZE];
+        // SAFETY: once, before anything allocates; the array is used by nothing else.
+        unsafe { HEAP.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_SIZE) }
+    }
     let mut rng = RoscRng;
     let mut flash: Storage = Flash::new_blocking(p.FLASH);
 
@@ -292,15 +329,43 @@ async fn main(spawner: Spawner) {
     };
     let settings = Settings {
         session: Config {
-            // The default URLs are plain HTTP to a sandbox on the LAN, which the core refuses
-            // for anything but loopback (the secret and the token would cross the network in
-            // clear). Opting in is right for a bench sandbox only: point TESSERA_BASE_URL
-            // and TESSERA_API_URL at https:// for anything real.
-            allow_insecure_http: true,
+            // Plain HTTP to a sandbox on the LAN is refused for anything but loopback (the
+            // secret and the token would cross the network in clear) unless the build says
+            // TESSERA_ALLOW_INSECURE_HTTP=1: right for a bench sandbox only.
+            allow_insecure_http: ALLOW_INSECURE_HTTP == "1",
             ..Config::default()
         },
         ..Settings::default()
     };
+    // Certificate dates need the time before the first handshake, and no RTC survives a
+    // reset on this board: SNTP first. Until it answers every handshake fails closed.
+    use_wall_clock(&TLS_CLOCK);
+    let mut clock = sntp(stack, &mut rng).await;
+    match clock {
+        Some(c) => TLS_CLOCK.set_unix_time(c.now().unix_ms / 1000),
+        None => warn!(
+            "no wall clock from SNTP ({}): HTTPS fails until one is known",
+            NTP_SERVER
+        ),
+    }
+    // The program's one MbedTLS instance (the ring oscillator's RNG), the roots, and the
+    // buffer token requests are written in.
+    static TLS_RNG: StaticCell<Rng09<RoscRng>> = StaticCell::new();
+    static TLS: StaticCell<Tls<'static>> = StaticCell::new();
+    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
+    let tls = match Tls::new(TLS_RNG.init(Rng09(RoscRng))) {
+        Ok(tls) => TLS.init(tls),
+        Err(e) => defmt::panic!("MbedTLS: {}", defmt::Debug2Format(&e)),
+    };
+    let roots = match core::ffi::CStr::from_bytes_with_nul(ROOTS.as_bytes()).map(Roots::new) {
+        Ok(Ok(roots)) => roots,
+        _ => defmt::panic!("roots.pem: not a PEM bundle MbedTLS can parse"),
+    };
+    let https = Mbedtls::new(
+        tls.reference(),
+        roots,
+        TLS_BUFFERS.init(MbedtlsBuffers::new()),
+    );
     static RESOURCES_TESSERA: StaticCell<Resources> = StaticCell::new();
     static TESSERA: StaticCell<Tessera> = StaticCell::new();
     let tessera = TESSERA.init(
@@ -313,23 +378,15 @@ async fn main(spawner: Spawner) {
             &mut rng,
         )
         .settings(settings)
+        .mbedtls(https)
         .build(),
     );
     // A token kept in flash, restored before anything asks for one. Its expiry is wall
-    // time, and no battery-backed RTC survives a reset on this board: ask SNTP first
-    // (only when there is something to restore); without an answer it is discarded.
+    // time: SNTP's (asked above); without an answer it is discarded.
     static SNAPSHOT: ConstStaticCell<[u8; 4 + ROOM]> = ConstStaticCell::new([0; 4 + ROOM]);
     let kept = SNAPSHOT.take();
-    let mut clock = None;
     let len = read_snapshot(&mut flash, kept);
     if len > 0 {
-        clock = sntp(stack, &mut rng).await;
-        if clock.is_none() {
-            warn!(
-                "no wall clock from SNTP ({}): the kept token is discarded",
-                NTP_SERVER
-            );
-        }
         let wall = clock.map(|c| c.now());
         match tessera.restore(wall, Key::Credentials, &mut kept[4..4 + len]) {
             Ok(r) => info!(
@@ -348,7 +405,9 @@ async fn main(spawner: Spawner) {
 
     // This task's call buffers: the bearer token is written here, and wiped after each call.
     static CALL: StaticCell<CallBuffers> = StaticCell::new();
+    static CALL_TLS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let buffers = CALL.init(CallBuffers::new());
+    let call_tls = CALL_TLS.init(MbedtlsBuffers::new());
     let mut n = 0u32;
     loop {
         n = n.wrapping_add(1);
@@ -357,7 +416,11 @@ async fn main(spawner: Spawner) {
         let _ = write!(key, "till7-{n}");
         let headers = [("Idempotency-Key", key.as_str())];
         match tessera
-            .call(ApiRequest::get(API_URL).headers(&headers), buffers)
+            .call_mbedtls(
+                ApiRequest::get(API_URL).headers(&headers),
+                buffers,
+                call_tls,
+            )
             .await
         {
             Ok(r) => info!(
@@ -381,6 +444,9 @@ async fn main(spawner: Spawner) {
         if tessera.tokens_stored() != flashed {
             if clock.is_none_or(|c| c.at.elapsed() > SNTP_MAX_AGE) {
                 clock = sntp(stack, &mut rng).await.or(clock);
+                if let Some(c) = clock {
+                    TLS_CLOCK.set_unix_time(c.now().unix_ms / 1000);
+                }
             }
             let fresh = clock.filter(|c| c.at.elapsed() <= SNTP_MAX_AGE);
             // Read before saving: a token stored meanwhile is written next round.

@@ -4,19 +4,31 @@
 //! before any request; `https://` without `--ca` is a usage error.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use tessera_core::ProviderKind;
-use tessera_sandbox::pki::{matrix, HOST};
+use tessera_sandbox::pki::{matrix, Case, HOST};
 use tessera_sandbox::{base_url_at, Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
-fn tessera(args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    cmd.args(args)
-        .env_remove("TESSERA_CLIENT_SECRET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+mod common;
+
+/// `tessera token oauth2 --token-url URL --client-id … --transport embassy` plus `extra`,
+/// the secret on stdin: (exit code, stdout, stderr).
+fn token_embassy(url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut cmd = common::tessera_command();
+    cmd.args([
+        "token",
+        "oauth2",
+        "--token-url",
+        url,
+        "--client-id",
+        CLIENT_ID,
+    ])
+    .args(["--transport", "embassy"])
+    .args(extra)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     child
         .stdin
@@ -32,6 +44,16 @@ fn tessera(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A sandbox serving `case`'s chain, and its OAuth 2.0 token URL by the matrix's host name.
+fn serve(case: &Case) -> (Sandbox, String) {
+    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
+    let url = base_url_at(
+        &format!("https://{HOST}:{}", sb.addr().port()),
+        ProviderKind::OAuth2,
+    );
+    (sb, url)
+}
+
 #[test]
 fn the_terminal_client_fetches_over_https_with_the_given_roots() {
     let m = matrix();
@@ -42,49 +64,16 @@ fn the_terminal_client_fetches_over_https_with_the_given_roots() {
     let ca = ca.to_str().unwrap();
 
     // RSA-2048 with an intermediate, the host only in SAN, over TLS 1.2.
-    let case = &m.cases[0];
-    let sb = Sandbox::start_tls_with(&case.chain, case.versions).unwrap();
-    let url = base_url_at(
-        &format!("https://{HOST}:{}", sb.addr().port()),
-        ProviderKind::OAuth2,
-    );
-    let args = [
-        "token",
-        "oauth2",
-        "--token-url",
-        &url,
-        "--client-id",
-        CLIENT_ID,
-        "--ca",
-        ca,
-        "--transport",
-        "embassy",
-    ];
-    let (code, out, err) = tessera(&args);
+    let (sb, url) = serve(&m.cases[0]);
+    let (code, out, err) = token_embassy(&url, &["--ca", ca]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with(r#"{"ok":true,"#), "{out}");
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
 
     // The same call against a chain from a root that is not in the file.
     let rogue = m.cases.iter().find(|c| c.name == "untrusted root").unwrap();
-    let sb = Sandbox::start_tls_with(&rogue.chain, rogue.versions).unwrap();
-    let url = base_url_at(
-        &format!("https://{HOST}:{}", sb.addr().port()),
-        ProviderKind::OAuth2,
-    );
-    let args = [
-        "token",
-        "oauth2",
-        "--token-url",
-        &url,
-        "--client-id",
-        CLIENT_ID,
-        "--ca",
-        ca,
-        "--transport",
-        "embassy",
-    ];
-    let (code, out, _) = tessera(&args);
+    let (sb, url) = serve(rogue);
+    let (code, out, _) = token_embassy(&url, &["--ca", ca]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(r#""kind":"transport","cause":"tls","detail":"certificate not trusted""#),
@@ -93,17 +82,7 @@ fn the_terminal_client_fetches_over_https_with_the_given_roots() {
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
 
     // https:// with no roots: the terminal has no system store to fall back on.
-    let args = [
-        "token",
-        "oauth2",
-        "--token-url",
-        &url,
-        "--client-id",
-        CLIENT_ID,
-        "--transport",
-        "embassy",
-    ];
-    let (code, _, err) = tessera(&args);
+    let (code, _, err) = token_embassy(&url, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("needs --ca"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -751,47 +751,31 @@ where
                 // Room checked above.
                 let _ = list.push(*h);
             }
-            let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
-            // MbedTLS: the call's buffers are (request buffer, nothing).
-            #[cfg(feature = "mbedtls")]
-            if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
-                let out = Outgoing {
-                    method: request.method,
-                    url: request.url,
-                    headers: &list,
-                    body: request.body.map_or(&[][..], |(_, b)| b),
-                };
-                let x = m
-                    .exchange(&self.wire(), tx, out, rx, body, true)
-                    .await
-                    .map_err(Error::from)?;
-                match rule.after(x.status) {
-                    AfterCall::Done => break x,
-                    AfterCall::RejectAndRetry => {
-                        diag!(
-                            debug,
-                            "tessera: 401 from a call: token rejected, fetching a new one"
-                        );
-                        self.reject(id);
-                        continue;
-                    }
-                }
-            }
-            #[cfg(feature = "mbedtls")]
-            let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
-            let conn = match https {
-                false => None,
-                true => self.tls_conn(record),
-            };
             let out = Outgoing {
                 method: request.method,
                 url: request.url,
                 headers: &list,
                 body: request.body.map_or(&[][..], |(_, b)| b),
             };
-            let x = exchange(&self.wire(), conn, out, rx, body, true)
-                .await
-                .map_err(Error::from)?;
+            // The label is only broken out of with the `mbedtls` feature.
+            #[allow(unused_labels)]
+            let sent = 'sent: {
+                // MbedTLS: the call's buffers are (request buffer, nothing).
+                #[cfg(feature = "mbedtls")]
+                {
+                    let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+                    if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
+                        break 'sent m.exchange(&self.wire(), tx, out, rx, body, true).await;
+                    }
+                }
+                let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+                let conn = match https {
+                    false => None,
+                    true => self.tls_conn(record),
+                };
+                exchange(&self.wire(), conn, out, rx, body, true).await
+            };
+            let x = sent.map_err(Error::from)?;
             match rule.after(x.status) {
                 AfterCall::Done => break x,
                 AfterCall::RejectAndRetry => {

@@ -41,6 +41,7 @@ pub mod codec;
 mod credentials;
 mod error;
 mod grant;
+pub mod http1;
 pub mod json;
 pub mod jwt;
 mod provider;

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::json::Problem;
 use crate::write::Out;
 
-/// An HTTP method.
+/// An HTTP method: every one a payment API uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Method {
@@ -14,15 +14,58 @@ pub enum Method {
     Get,
     /// `POST`
     Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+    /// `HEAD`: the answer has no body.
+    Head,
+    /// `OPTIONS`
+    Options,
 }
 
 impl Method {
-    /// `"GET"` or `"POST"`.
+    /// The method's name, as sent: `"GET"`, `"POST"`, …
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
         }
+    }
+
+    /// The method named `name` (case-sensitive, as HTTP says), if it is one of these.
+    pub fn parse(name: &str) -> Option<Method> {
+        [
+            Method::Get,
+            Method::Post,
+            Method::Put,
+            Method::Patch,
+            Method::Delete,
+            Method::Head,
+            Method::Options,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == name)
+    }
+
+    /// Whether the request carries a body by definition (`POST`, `PUT`, `PATCH`): its
+    /// `Content-Length` is sent even when it is 0.
+    pub const fn has_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put | Method::Patch)
+    }
+
+    /// Whether sending the request twice has the effect of sending it once (RFC 9110
+    /// §9.2.2): `GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`. A request found on a dead kept
+    /// connection is sent again only if this holds or it carries an `Idempotency-Key`.
+    pub const fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
     }
 }
 
@@ -121,7 +164,7 @@ impl<'a> Request<'a> {
 
     /// Whether the request may be sent: see [`check_url`](crate::transport::check_url).
     pub fn check_security(&self, allow_insecure_http: bool) -> Result<(), Error> {
-        crate::transport::check_url(self.url.base, allow_insecure_http)
+        crate::transport::check_url(self.url.base, allow_insecure_http).map(|_| ())
     }
 }
 

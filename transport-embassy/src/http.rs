@@ -194,6 +194,11 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
         let method = match out.method {
             Method::Get => HttpMethod::GET,
             Method::Post => HttpMethod::POST,
+            Method::Put => HttpMethod::PUT,
+            Method::Patch => HttpMethod::PATCH,
+            Method::Delete => HttpMethod::DELETE,
+            Method::Head => HttpMethod::HEAD,
+            Method::Options => HttpMethod::OPTIONS,
         };
         let handle = http
             .request(method, out.url)

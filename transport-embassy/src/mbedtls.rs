@@ -645,6 +645,11 @@ async fn exchange<T: TcpConnect, D: Dns>(
         let method = match out.method {
             Method::Get => HttpMethod::GET,
             Method::Post => HttpMethod::POST,
+            Method::Put => HttpMethod::PUT,
+            Method::Patch => HttpMethod::PATCH,
+            Method::Delete => HttpMethod::DELETE,
+            Method::Head => HttpMethod::HEAD,
+            Method::Options => HttpMethod::OPTIONS,
         };
         // An empty body is written as none (reqwless skips a zero-length body).
         let request = Request::new(method, to.path)

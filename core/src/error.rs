@@ -35,6 +35,10 @@ pub enum Error {
     /// is not loopback) and the application did not opt in; refused before any connection.
     /// See [`check_url`](crate::transport::check_url).
     Insecure,
+    /// The URL does not parse as the core requires (user info, a bad host or port, a
+    /// backslash, a control character…): refused before any connection. See
+    /// [`parse_url`](crate::transport::parse_url).
+    Url(crate::transport::UrlError),
     /// A value did not fit its fixed-capacity buffer. Nothing was written.
     Capacity {
         /// Which field or buffer.
@@ -68,6 +72,8 @@ pub enum ErrorKind {
     Transport,
     /// A secret would have gone out in plaintext: fix the URL (or opt in for a LAN sandbox).
     Insecure,
+    /// The URL is malformed or has parts the core refuses: fix it.
+    InvalidUrl,
 }
 
 impl ErrorKind {
@@ -83,6 +89,7 @@ impl ErrorKind {
             ErrorKind::TokenInvalid => "token_invalid",
             ErrorKind::Transport => "transport",
             ErrorKind::Insecure => "insecure",
+            ErrorKind::InvalidUrl => "invalid_url",
         }
     }
 
@@ -113,6 +120,7 @@ impl Error {
             Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Capacity { .. } => ErrorKind::Capacity,
             Error::Insecure => ErrorKind::Insecure,
+            Error::Url(_) => ErrorKind::InvalidUrl,
         }
     }
 
@@ -135,6 +143,7 @@ impl fmt::Display for Error {
             Error::Insecure => f.write_str(
                 "refused: the URL would send a secret in plaintext (use https://, or opt in to insecure http for a LAN sandbox)",
             ),
+            Error::Url(e) => write!(f, "refused: the URL has {e}"),
             Error::Malformed {
                 field: Some(field),
                 problem,

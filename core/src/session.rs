@@ -883,7 +883,7 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         // that may not carry the secret.
         self.sticky = matches!(
             cause.kind(),
-            ErrorKind::InvalidCredentials | ErrorKind::Insecure
+            ErrorKind::InvalidCredentials | ErrorKind::Insecure | ErrorKind::InvalidUrl
         );
         if !self.sticky {
             let base = millis(self.config.backoff_base);

@@ -35,7 +35,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             &parts.uri.to_string(),
             self.inner.options.session.allow_insecure_http,
         )
-        .map_err(|_| Error::Insecure)?;
+        .map_err(refused)?;
         let mut rule = Downstream::new();
         loop {
             let token = self.token()?;
@@ -80,7 +80,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 .map_err(Error::Core)?;
             request
                 .check_security(self.inner.options.session.allow_insecure_http)
-                .map_err(|_| Error::Insecure)?;
+                .map_err(refused)?;
             let sent = to_http(&request, request.body)
                 .map_err(|e| Error::from_ureq(ureq::Error::Http(e)))
                 .and_then(|r| self.inner.http.run(r).map_err(Error::from_ureq));
@@ -121,6 +121,15 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             },
             BodyError::Network(e) => Error::from_ureq(e),
         }
+    }
+}
+
+/// A URL the core refused: [`Error::Insecure`] for plaintext off the machine, the core's
+/// own error (which names what was wrong) for a URL that does not parse.
+fn refused(e: tessera_core::Error) -> Error {
+    match e {
+        tessera_core::Error::Insecure => Error::Insecure,
+        e => Error::Core(e),
     }
 }
 

@@ -44,13 +44,30 @@ pub(crate) fn unix_now() -> u64 {
 pub fn iso8601_no_zone(unix: u64) -> String {
     let days = i64::try_from(unix / 86_400).unwrap_or(0);
     let secs = unix % 86_400;
-    let (y, m, d) = tessera_vectors::civil_from_days(days);
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         secs / 3600,
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// Days since 1970-01-01 to a civil date `(year, month, day)` (H. Hinnant's algorithm).
+/// The sandbox's own copy: it is published and the `tessera-vectors` table is not; the fuzz
+/// checks keep theirs in `tessera_vectors::civil_from_days`. Both are written independently
+/// of tessera-core's ISO 8601 reader, which is what they test.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 impl Inner {
@@ -113,6 +130,14 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_become_civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(10_957 + 365), (2000, 12, 31));
+    }
 
     #[test]
     fn iso_dates_round_trip_through_the_core_parser() {

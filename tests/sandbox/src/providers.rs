@@ -20,11 +20,11 @@ pub(crate) fn route(method: &Method, path: &str) -> Option<Endpoint> {
         ("POST", "/setu/api/v2/auth/token") => Endpoint::Token(Setu),
         ("POST", "/stonex/api/v/authentication") => Endpoint::Token(StoneX),
         ("POST", "/oauth2/token") => Endpoint::Token(OAuth2),
-        ("GET", p) => {
+        // Any method: a user's tests POST their payments here.
+        (_, p) => {
             let name = p.strip_prefix('/')?.strip_suffix("/protected")?;
             Endpoint::Protected(name.parse().ok()?)
         }
-        _ => return None,
     };
     Some(ep)
 }

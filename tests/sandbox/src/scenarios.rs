@@ -11,33 +11,17 @@
 //! connect, tls, protocol), an echoed secret never shown, a huge `Retry-After` capped,
 //! extra request headers sent and response headers read, and a held refresh blocking no one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use tessera_core::{Clock, ErrorKind, Instant, Stage};
+use tessera_core::{ErrorKind, Stage};
 
 use crate::{
     base_url_at, CountingListener, Endpoint, Fault, Gate, ProviderKind, Sandbox, CLIENT_ID,
     CLIENT_SECRET, SCOPES,
 };
 
-/// A monotonic clock moved by hand.
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock(Arc<AtomicU64>);
-
-impl ManualClock {
-    /// Moves the clock forward.
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.0.load(Ordering::SeqCst))
-    }
-}
+pub use crate::ManualClock;
 
 /// A failed call, as a scenario sees it.
 #[derive(Debug)]

@@ -317,8 +317,8 @@ pub const fn malformed(field: Option<&'static str>, problem: Problem) -> Error {
 }
 
 /// Days since 1970-01-01 to a civil date `(year, month, day)` (H. Hinnant's algorithm):
-/// the calendar the sandbox writes Shogun's timestamps with and the fuzz checks compare
-/// tessera-core's ISO 8601 reader against, written independently of that reader.
+/// the calendar the fuzz checks compare tessera-core's ISO 8601 reader against, written
+/// independently of that reader (the published sandbox keeps its own copy).
 ///
 /// ```
 /// assert_eq!(tessera_vectors::civil_from_days(0), (1970, 1, 1));

@@ -64,6 +64,9 @@ use crate::time::{millis, Instant};
 use crate::transport::TransportError;
 use crate::write::{json_escape, json_string, Out};
 
+mod refusal;
+pub use refusal::Refusal;
+
 /// Lifecycle settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -89,6 +92,14 @@ pub struct Config {
     /// network in plaintext. Only for a sandbox on a LAN you control; default `false`.
     /// See [`check_url`](crate::transport::check_url).
     pub allow_insecure_http: bool,
+    /// How long refused credentials (`invalid_credentials`) stop fetches before one more
+    /// attempt is made by itself. Default 15 min: a provider's transient 401 during an
+    /// incident heals without a restart, while a wrong secret costs the provider one attempt
+    /// per period (Shogun locks an account out after repeated failed logins; one attempt
+    /// every 15 minutes stays far below it). `Duration::ZERO`: never; only
+    /// [`Session::retry`] or new credentials try again. With a fleet store the period is
+    /// fleet-wide: see [`Session::seal_refusal`].
+    pub refusal_retry: Duration,
 }
 
 impl Default for Config {
@@ -101,6 +112,7 @@ impl Default for Config {
             backoff_cap: Duration::from_secs(300),
             retry_after_cap: Duration::from_secs(600),
             allow_insecure_http: false,
+            refusal_retry: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -375,6 +387,24 @@ pub struct Session<P, const TOKEN: usize = 2048, const REFRESH: usize = 1024> {
     /// The wall-clock expiry a restored token came with (its id, Unix ms): saving that
     /// token again writes it back, so the restore's clock allowance is not taken off twice.
     restored_expiry: Option<(TokenId, u64)>,
+    /// Digests of the last tokens reported rejected, so no restore brings one back (the
+    /// store may still hold it, or another process may store it again). 0 is empty.
+    rejected: [u64; REJECTED],
+}
+
+/// How many rejected tokens a session remembers.
+const REJECTED: usize = 4;
+
+/// A digest of a token (the first 8 bytes of its SHA-256), to recognise it again without
+/// keeping it.
+fn token_digest(chunks: impl FnOnce(&mut dyn FnMut(&[u8]))) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    chunks(&mut |c| h.update(c));
+    let d: [u8; 32] = h.finalize().into();
+    let mut first = [0u8; 8];
+    first.iter_mut().zip(d.iter()).for_each(|(o, i)| *o = *i);
+    u64::from_le_bytes(first).max(1)
 }
 
 impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, REFRESH> {
@@ -396,12 +426,14 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             sticky: false,
             failure: None,
             restored_expiry: None,
+            rejected: [0; REJECTED],
         }
     }
 
     /// What to do now. See [`Poll`].
     pub fn poll(&mut self, now: Instant) -> Poll<'_, TOKEN, REFRESH> {
         self.abandon_overdue(now);
+        self.end_lapsed_refusal(now);
         if self.cached.is_some_and(|t| now >= t.usable_until) {
             self.drop_token();
         }
@@ -534,8 +566,17 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
     /// A downstream call answered 401 with token `id`: drop it if it is still the cached
     /// one, so the next poll fetches a new one. Reports about older tokens are ignored, so
     /// a burst of 401s for one token causes one refresh. Returns whether it was dropped.
+    ///
+    /// The session remembers the token (a digest of it, for its last few rejections): a
+    /// [`Session::restore`] of it is refused with [`SnapshotError::Rejected`], so a store
+    /// that still holds it cannot bring it back.
     pub fn reject(&mut self, id: TokenId) -> bool {
         if self.cached.is_some_and(|t| t.id == id) {
+            let digest = token_digest(|f| f(self.grant.access_token().as_bytes()));
+            self.rejected.rotate_right(1);
+            if let Some(first) = self.rejected.first_mut() {
+                *first = digest;
+            }
             self.drop_token();
             return true;
         }
@@ -714,9 +755,16 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         self.fetch.is_some()
     }
 
-    /// Until when fetches are held back after a failure, if they are.
+    /// Until when fetches are held back after a failure, if they are (after refused
+    /// credentials: until the one attempt [`Config::refusal_retry`] allows).
     pub fn backoff_until(&self) -> Option<Instant> {
         self.backoff_until
+    }
+
+    /// The id of the cached token while it is usable at `now`: a transport that keeps
+    /// something per token (the record it stored) matches it with [`Bearer::id`].
+    pub fn token_id(&self, now: Instant) -> Option<TokenId> {
+        self.cached.filter(|t| now < t.usable_until).map(|t| t.id)
     }
 
     fn bearer(&self, t: Timing) -> Bearer<'_, TOKEN, REFRESH> {
@@ -755,6 +803,16 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
                 self.fetch = None;
                 self.fail(now, Cause::Transport(TransportError::ABANDONED), None);
             }
+        }
+    }
+
+    /// Ends a refusal whose `refusal_retry` period is over: the next poll fetches once.
+    fn end_lapsed_refusal(&mut self, now: Instant) {
+        let refused =
+            self.failure.as_ref().map(Failure::kind) == Some(ErrorKind::InvalidCredentials);
+        if self.sticky && refused && self.backoff_until.is_some_and(|until| now >= until) {
+            self.sticky = false;
+            self.backoff_until = None;
         }
     }
 
@@ -809,6 +867,22 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         if remaining > life {
             // More time left than the token ever had: the clock ran backwards.
             return Err(SnapshotError::ClockBehind);
+        }
+        let mut chunks_ok = true;
+        let digest = token_digest(|f| {
+            chunks_ok = parsed
+                .access_token
+                .chunks(|c| {
+                    f(c.as_bytes());
+                    true
+                })
+                .is_ok();
+        });
+        if !chunks_ok {
+            return Err(SnapshotError::Malformed);
+        }
+        if self.rejected.contains(&digest) {
+            return Err(SnapshotError::Rejected);
         }
         let id = TokenId(self.next_id.wrapping_add(1));
         let timing = self.timing_until(id, now.as_millis().saturating_add(remaining), life);
@@ -885,7 +959,12 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
             cause.kind(),
             ErrorKind::InvalidCredentials | ErrorKind::Insecure | ErrorKind::InvalidUrl
         );
-        if !self.sticky {
+        if self.sticky {
+            // Refused credentials are tried again after `refusal_retry` (a URL never is).
+            let period = millis(self.config.refusal_retry);
+            self.backoff_until = (cause.kind() == ErrorKind::InvalidCredentials && period > 0)
+                .then(|| now.saturating_add_millis(period));
+        } else {
             let base = millis(self.config.backoff_base);
             let cap = millis(self.config.backoff_cap).max(base);
             let step = base

@@ -135,6 +135,9 @@ pub enum SnapshotError {
     /// The token has expired, or would within the clock's uncertainty and the in-flight
     /// allowance.
     Expired,
+    /// The token is one this session reported rejected ([`Session::reject`](crate::Session::reject)):
+    /// an API refused it, so it is never served again.
+    Rejected,
 }
 
 impl fmt::Display for SnapshotError {
@@ -162,6 +165,9 @@ impl fmt::Display for SnapshotError {
                 f.write_str("wall clock behind the snapshot: clock not trusted")
             }
             SnapshotError::Expired => f.write_str("snapshot token expired"),
+            SnapshotError::Rejected => {
+                f.write_str("snapshot token was reported rejected by an API: not used again")
+            }
         }
     }
 }

@@ -385,7 +385,11 @@ fn backoff_caps_and_survives_many_failures() {
 
 #[test]
 fn invalid_credentials_are_never_refetched_until_replaced() {
-    let mut s = session(Config::default());
+    // `refusal_retry` zero: never tried again by itself.
+    let mut s = session(Config {
+        refusal_retry: Duration::ZERO,
+        ..Config::default()
+    });
     let t = fetch_ticket(&mut s, at(0));
     s.on_response(
         t,
@@ -416,6 +420,56 @@ fn invalid_credentials_are_never_refetched_until_replaced() {
 }
 
 #[test]
+fn refused_credentials_are_tried_once_per_refusal_period() {
+    let mut s = session(Config::default());
+    let refused = br#"{"error":"invalid_client"}"#;
+    let t = fetch_ticket(&mut s, at(0));
+    s.on_response(t, at(0), 401, None, refused);
+    assert_eq!(s.backoff_until(), Some(at(900 * SEC)));
+    // Fifteen minutes of polling: nothing sent.
+    for sec in (0..900).step_by(7) {
+        assert!(
+            matches!(
+                s.poll(at(sec * SEC)),
+                Poll::Failed(ErrorKind::InvalidCredentials)
+            ),
+            "{sec}"
+        );
+    }
+    // Then exactly one attempt; other callers wait for it.
+    let t = fetch_ticket(&mut s, at(900 * SEC));
+    assert!(matches!(s.poll(at(900 * SEC)), Poll::Wait(_)));
+    // Refused again: another period.
+    s.on_response(t, at(901 * SEC), 401, None, refused);
+    assert!(matches!(s.poll(at(1800 * SEC)), Poll::Failed(_)));
+    let t = fetch_ticket(&mut s, at(1801 * SEC));
+    // The provider is back: the token is served.
+    s.on_response(
+        t,
+        at(1801 * SEC),
+        200,
+        None,
+        grant_body("t1", 600).as_bytes(),
+    );
+    assert_eq!(ready_token(&mut s, at(1802 * SEC)), "t1");
+    // A URL refusal never lapses.
+    let mut s: Session<OAuth2<'static>> = Session::new(
+        OAuth2::new("http://10.0.0.7/token"),
+        Credentials::new("c", "s").unwrap(),
+        Config::default(),
+        1,
+    );
+    let t = fetch_ticket(&mut s, at(0));
+    let mut buf = [0u8; 256];
+    let e = s.request(&t, &mut buf).unwrap_err();
+    s.on_failure(t, at(0), tessera_core::session::Cause::Local(e));
+    assert!(matches!(
+        s.poll(at(3600 * 24 * SEC)),
+        Poll::Failed(ErrorKind::Insecure)
+    ));
+}
+
+#[test]
 fn an_explicit_retry_allows_exactly_one_attempt() {
     let mut s: Session<Setu<'static>> = Session::new(
         Setu::sandbox(),
@@ -435,7 +489,7 @@ fn an_explicit_retry_allows_exactly_one_attempt() {
         panic!()
     };
     s.on_response(t, at(10), 400, None, setu_400);
-    assert!(matches!(s.poll(at(1_000_000)), Poll::Failed(_)));
+    assert!(matches!(s.poll(at(10 + 899 * SEC)), Poll::Failed(_)));
     // The merchant's support reference survives in the failure.
     let tessera_core::session::Cause::Response(r) = &s.failure().unwrap().cause else {
         panic!()

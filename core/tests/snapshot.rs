@@ -475,3 +475,168 @@ fn saving_a_restored_token_again_keeps_its_real_expiry() {
             .to_vec();
     }
 }
+
+#[test]
+fn a_rejected_token_is_never_restored_again() {
+    let bytes = saved(0);
+    let (mut s, r) = restore_at(&bytes, wall(WALL0 + 60 * SEC));
+    r.unwrap();
+    let id = match s.poll(at(0)) {
+        Poll::Ready(b) => b.id(),
+        _ => panic!("restored token not served"),
+    };
+    assert_eq!(s.token_id(at(0)), Some(id));
+    // An API answered 401 with it.
+    assert!(s.reject(id));
+    assert_eq!(s.token_id(at(0)), None);
+    // The store still holds it: restoring it is refused, and the session fetches.
+    let mut copy = bytes.clone();
+    assert_eq!(
+        s.restore(
+            at(1),
+            Some(wall(WALL0 + 61 * SEC)),
+            Key::Credentials,
+            &mut copy
+        ),
+        Err(SnapshotError::Rejected)
+    );
+    assert!(matches!(s.poll(at(1)), Poll::Fetch(_)));
+    // Another token restores as usual.
+    let other = {
+        let s = with_token(0, &BODY.replace("eyJ.tok.sig", "eyJ.new.sig"));
+        let mut buf = [0u8; 512];
+        s.snapshot(at(0), wall(WALL0), Key::Credentials, &mut buf)
+            .unwrap()
+            .to_vec()
+    };
+    let mut copy = other.clone();
+    s.restore(
+        at(2),
+        Some(wall(WALL0 + 62 * SEC)),
+        Key::Credentials,
+        &mut copy,
+    )
+    .unwrap();
+    // The same token with an escape in its JSON is the same token.
+    let escaped = with_token(0, &BODY.replace("eyJ.tok.sig", "eyJ.tok\\u002esig"));
+    let mut buf = [0u8; 512];
+    let mut copy = escaped
+        .snapshot(at(0), wall(WALL0), Key::Credentials, &mut buf)
+        .unwrap()
+        .to_vec();
+    let mut s2 = session();
+    let mut first = bytes.clone();
+    s2.restore(at(0), Some(wall(WALL0)), Key::Credentials, &mut first)
+        .unwrap();
+    let id = s2.token_id(at(0)).unwrap();
+    assert!(s2.reject(id));
+    assert_eq!(
+        s2.restore(at(0), Some(wall(WALL0)), Key::Credentials, &mut copy),
+        Err(SnapshotError::Rejected)
+    );
+}
+
+#[test]
+fn a_refusal_record_is_sealed_bound_and_lapses() {
+    let s = session();
+    let mut buf = [0u8; 128];
+    let record = s
+        .seal_refusal(401, wall(WALL0), Key::Credentials, &mut buf)
+        .unwrap()
+        .to_vec();
+    assert_eq!(record.len(), OVERHEAD + 15);
+    let open = |s: &S, now: u64, bytes: &[u8]| {
+        let mut copy = bytes.to_vec();
+        s.open_refusal(Some(wall(now)), Key::Credentials, &mut copy)
+    };
+    let r = open(&s, WALL0 + 60 * SEC, &record).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.remaining, Some(Duration::from_secs(840)));
+    // Lapsed after the period (15 min): a replayed old record is ignored.
+    assert_eq!(
+        open(&s, WALL0 + 900 * SEC, &record),
+        Err(SnapshotError::Expired)
+    );
+    // A writer whose clock runs ahead never stretches it past the period.
+    let r = open(&s, WALL0 - 3600 * SEC, &record).unwrap();
+    assert_eq!(r.remaining, Some(Duration::from_secs(900)));
+    // A shorter period of the reader's own bounds it.
+    let short = Session::new(
+        OAuth2::new(IDP),
+        Credentials::new("terminal-7", SECRET).unwrap(),
+        Config {
+            refusal_retry: Duration::from_secs(60),
+            ..Config::default()
+        },
+        7,
+    );
+    assert_eq!(
+        open(&short, WALL0 + 30 * SEC, &record).unwrap().remaining,
+        Some(Duration::from_secs(30))
+    );
+    // Another secret, client or endpoint: foreign. Bytes someone else wrote: not ours.
+    let other = session_for(OAuth2::new(IDP), "terminal-7", "another-secret");
+    assert_eq!(open(&other, WALL0, &record), Err(SnapshotError::Foreign));
+    assert_eq!(open(&s, WALL0, b"401"), Err(SnapshotError::NotSnapshot));
+    let mut flipped = record.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert_eq!(open(&s, WALL0, &flipped), Err(SnapshotError::Tampered));
+    // A token record is not a refusal, and a refusal is not a token.
+    assert_eq!(open(&s, WALL0, &saved(0)), Err(SnapshotError::Malformed));
+    let mut copy = record.clone();
+    let mut fresh = session();
+    assert_eq!(
+        fresh.restore(at(0), Some(wall(WALL0)), Key::Credentials, &mut copy),
+        Err(SnapshotError::Malformed)
+    );
+    // No wall clock: cannot be judged.
+    let mut copy = record.clone();
+    assert_eq!(
+        s.open_refusal(None, Key::Credentials, &mut copy),
+        Err(SnapshotError::NoWallClock)
+    );
+    // `refusal_retry` zero on both sides: it never lapses.
+    let never = Config {
+        refusal_retry: Duration::ZERO,
+        ..Config::default()
+    };
+    let s0: S = Session::new(
+        OAuth2::new(IDP),
+        Credentials::new("terminal-7", SECRET).unwrap(),
+        never,
+        7,
+    );
+    let record = s0
+        .seal_refusal(400, wall(WALL0), Key::Credentials, &mut buf)
+        .unwrap()
+        .to_vec();
+    let r = open(&s0, WALL0 + 365 * 24 * 3600 * SEC, &record).unwrap();
+    assert_eq!((r.status, r.remaining), (400, None));
+    // ... but a reader with a period still tries after its own.
+    assert_eq!(
+        open(&s, WALL0 + 900 * SEC, &record),
+        Err(SnapshotError::Expired)
+    );
+    assert_eq!(
+        s.seal_refusal(401, wall(WALL0), Key::Credentials, &mut [0u8; 40]),
+        Err(SnapshotError::Capacity {
+            field: "refusal record",
+            needed: OVERHEAD + 17,
+            capacity: 40
+        })
+    );
+}
+
+#[test]
+fn a_refusal_seen_elsewhere_holds_for_its_remaining_time() {
+    let mut s = session();
+    let Poll::Fetch(t) = s.poll(at(0)) else {
+        panic!()
+    };
+    s.on_refused_elsewhere(t, at(0), 401, Some(Duration::from_secs(100)));
+    assert!(matches!(
+        s.poll(at(99 * SEC)),
+        Poll::Failed(tessera_core::ErrorKind::InvalidCredentials)
+    ));
+    assert!(matches!(s.poll(at(100 * SEC)), Poll::Fetch(_)));
+}

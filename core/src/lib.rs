@@ -24,6 +24,7 @@
 #![no_std]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(
@@ -53,6 +54,11 @@ mod time;
 pub mod timestamp;
 pub mod transport;
 mod write;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use credentials::{Credentials, CLIENT_ID_CAPACITY, SECRET_CAPACITY};
 pub use error::{

@@ -122,6 +122,7 @@
 
 #![no_std]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // One `unsafe` call in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`).
 #![deny(unsafe_code)]
 

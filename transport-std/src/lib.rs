@@ -48,6 +48,7 @@
 //!   are wiped.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// `log::debug!` with the `log` feature; without it the arguments are type-checked, never
 /// evaluated.
@@ -93,6 +94,11 @@ mod redis_store;
 mod store;
 mod token;
 mod wire;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use tessera_core as core;
 /// The `http` crate (as ureq re-exports it): [`Client::call`] takes and returns its types.

@@ -66,7 +66,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             .http
             .execute(request)
             .await
-            .map_err(Error::from_reqwest)
+            .map_err(Error::from_send)
     }
 
     /// Asks Shogun's validate endpoint about the current token. A 401 there means the token

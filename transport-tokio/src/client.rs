@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::error::{cause, Error};
-use crate::http::{read_body, wiped_body, BodyError, Http};
+use crate::http::{read_body, wiped_body, BodyError, Http, SendError};
 use crate::options::Options;
 
 /// The network error behind the session's last failure, kept for [`Error::Token`]'s
@@ -338,7 +338,8 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let response = match self.inner.http.execute(request).await {
             Ok(r) => r,
-            Err(e) => return Outcome::Network(e),
+            Err(SendError::Reqwest(e)) => return Outcome::Network(e),
+            Err(e) => return Outcome::Invalid(e.classify()),
         };
         let status = response.status().as_u16();
         let retry_after = response

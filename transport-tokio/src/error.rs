@@ -10,7 +10,7 @@ use tessera_core::{ErrorKind, Stage, TransportError};
 use tessera_host::classify::{classify_io, rustls_detail, rustls_in};
 use tessera_host::TrustError;
 
-use crate::http::Unresolved;
+use crate::http::{SendError, Unresolved};
 
 /// What went wrong.
 ///
@@ -35,8 +35,9 @@ pub enum Error {
     Transport {
         /// The classified failure.
         error: TransportError,
-        /// reqwest's error.
-        source: reqwest::Error,
+        /// reqwest's error (none when tessera refused the answer itself: a head over its
+        /// limit).
+        source: Option<reqwest::Error>,
     },
     /// A downstream call's URL would carry the bearer token in plaintext off the machine
     /// (`http://` to a host that is not loopback, without
@@ -85,7 +86,21 @@ impl Error {
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Error {
         Error::Transport {
             error: classify(&e),
-            source: e,
+            source: Some(e),
+        }
+    }
+
+    pub(crate) fn from_send(e: SendError) -> Error {
+        let error = e.classify();
+        match e {
+            SendError::Reqwest(e) => Error::Transport {
+                error,
+                source: Some(e),
+            },
+            SendError::HeadTooLarge => Error::Transport {
+                error,
+                source: None,
+            },
         }
     }
 }
@@ -127,7 +142,9 @@ impl StdError for Error {
                 source: Some(e), ..
             } => Some(e.as_ref()),
             Error::Token { failure, .. } => Some(failure.as_ref()),
-            Error::Transport { source, .. } => Some(source),
+            Error::Transport {
+                source: Some(e), ..
+            } => Some(e),
             Error::Trust(e) => Some(e),
             Error::Setup(e) => Some(e.as_ref()),
             _ => None,

@@ -64,12 +64,53 @@ impl Http {
         }
     }
 
-    /// Sends `request`: `https://` through the proxy option, anything else directly.
+    /// Sends `request`: `https://` through the proxy option, anything else directly. A
+    /// response whose head is larger than [`MAX_HEAD`] is refused.
     pub(crate) async fn execute(
         &self,
         request: reqwest::Request,
-    ) -> Result<reqwest::Response, reqwest::Error> {
-        self.for_url(request.url()).execute(request).await
+    ) -> Result<reqwest::Response, SendError> {
+        let response = self
+            .for_url(request.url())
+            .execute(request)
+            .await
+            .map_err(SendError::Reqwest)?;
+        let head: usize = response
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if head > MAX_HEAD {
+            return Err(SendError::HeadTooLarge);
+        }
+        Ok(response)
+    }
+}
+
+/// The largest response head (headers) accepted, as tessera-std's: 24 KiB. hyper reads a
+/// head of up to its own buffer limit (about 400 KiB, so memory stays bounded) before
+/// tessera can look; a larger one is then refused as `response header too large`.
+pub(crate) const MAX_HEAD: usize = 24 * 1024;
+
+/// Why a request got no usable response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// reqwest's error (classified by [`crate::classify`]).
+    Reqwest(reqwest::Error),
+    /// The response head was larger than [`MAX_HEAD`].
+    HeadTooLarge,
+}
+
+impl SendError {
+    /// The core's classification.
+    pub(crate) fn classify(&self) -> tessera_core::TransportError {
+        match self {
+            SendError::Reqwest(e) => crate::classify(e),
+            SendError::HeadTooLarge => tessera_core::TransportError::new(
+                tessera_core::Stage::Protocol,
+                "response header too large",
+            ),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tessera_std::{FileStore, Options, OwnedProvider, RedisStore, Trust};
 
 #[cfg(feature = "embassy")]
 pub mod embassy;
+pub mod tokio;
 
 /// Writes `{"k":v,...}` with keys in the given order.
 fn object(fields: &[(&str, Value)]) -> String {

@@ -8,7 +8,7 @@
 //!               [--scope <s>] [--auth basic|body] [--show-token]
 //!               [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
 //!               [--cache <file> | --store redis://host:port[/db]]
-//!               [--transport std|embassy]
+//!               [--transport std|tokio|embassy]
 //!                               secret in TESSERA_CLIENT_SECRET, or on stdin
 //! ```
 //! `parse` and `token` print one line of JSON; exit 0 for a grant or token info, 1 for a
@@ -23,6 +23,9 @@
 //! never the secret) for the next run, which then prints `"cached":true` and sends no
 //! request; `--store redis://…` shares it with every process using the same credential. Proxies come from `HTTPS_PROXY` /
 //! `ALL_PROXY` (and `NO_PROXY`) for `https://` URLs; plaintext requests never use one.
+//!
+//! `--transport tokio` fetches with the async host client, tessera-tokio on reqwest, with the
+//! same options and output as `std`.
 //!
 //! `--transport embassy` (built with `--features embassy`) fetches with the terminal's own
 //! client instead, tessera-embassy with its MbedTLS backend over this machine's sockets: the
@@ -49,7 +52,7 @@ const USAGE: &str = "usage:
   tessera token <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
                 --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
                 [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
-                [--cache <file> | --store redis://host:port[/db]] [--transport std|embassy]
+                [--cache <file> | --store redis://host:port[/db]] [--transport std|tokio|embassy]
                                   (secret in TESSERA_CLIENT_SECRET, or on stdin)";
 
 /// A usage error: printed with the usage text, exit 2.
@@ -259,9 +262,19 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
     match args.value("--transport") {
         None | Some("std") => {}
         Some("embassy") => return token_embassy(&provider, client_id, &target, &args),
+        Some("tokio") => {
+            let secret = read_secret().map_err(Usage)?;
+            let credentials =
+                Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
+            let show = args.has("--show-token");
+            let (code, line) = tessera_examples::tokio::token(provider, credentials, &target, show)
+                .map_err(Usage)?;
+            println!("{line}");
+            return Ok(ExitCode::from(code));
+        }
         Some(other) => {
             return Err(Usage(format!(
-                "--transport `{other}`: expected std or embassy"
+                "--transport `{other}`: expected std, tokio or embassy"
             )))
         }
     }

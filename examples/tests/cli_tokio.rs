@@ -1,0 +1,105 @@
+//! `tessera token … --transport tokio`: the async host client behind the same interface,
+//! printing the same lines as `--transport std` for the same outcomes.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use tessera_sandbox::{base_url_at, CountingListener, Endpoint, ProviderKind, Sandbox};
+use tessera_sandbox::{CLIENT_ID, CLIENT_SECRET};
+
+mod common;
+
+/// Runs `tessera token <args> --transport <transport>` with `secret`: (exit code, stdout).
+fn token(args: &[&str], transport: &str, secret: &str) -> (i32, String) {
+    let mut cmd = common::tessera_command();
+    cmd.arg("token").args(args).args(["--transport", transport]);
+    cmd.env("TESSERA_CLIENT_SECRET", secret);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"");
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(
+        !stdout.contains(CLIENT_SECRET) && !stderr.contains(CLIENT_SECRET),
+        "the secret was printed: {stdout}{stderr}"
+    );
+    (out.status.code().unwrap(), stdout + &stderr)
+}
+
+fn url_flag(kind: ProviderKind) -> &'static str {
+    if kind == ProviderKind::OAuth2 {
+        "--token-url"
+    } else {
+        "--base-url"
+    }
+}
+
+#[test]
+fn every_provider_and_every_refusal_prints_what_std_prints() {
+    let sb = Sandbox::start().unwrap();
+    for kind in ProviderKind::ALL {
+        let url = sb.base_url(kind);
+        let args = [kind.name(), url_flag(kind), &url, "--client-id", CLIENT_ID];
+        let (code, tokio_line) = token(&args, "tokio", CLIENT_SECRET);
+        assert_eq!(code, 0, "{kind}: {tokio_line}");
+        let (_, std_line) = token(&args, "std", CLIENT_SECRET);
+        assert_eq!(tokio_line, std_line, "{kind}");
+        // A refused secret: the provider's words, as std prints them.
+        let (code, tokio_line) = token(&args, "tokio", "wrong");
+        assert_eq!(code, 1, "{kind}: {tokio_line}");
+        assert_eq!(tokio_line, token(&args, "std", "wrong").1, "{kind}");
+    }
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::Setu)), 4);
+    // Nothing listens there: connect, as std says.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/oauth2/token");
+    let args = ["oauth2", "--token-url", &url, "--client-id", "c"];
+    let (code, line) = token(&args, "tokio", "s");
+    assert_eq!(code, 1);
+    assert!(
+        line.contains(r#""kind":"transport","cause":"connect","detail":""#),
+        "{line}"
+    );
+    assert_eq!(line, token(&args, "std", "s").1);
+    // Plaintext off the machine: refused, nothing connects.
+    let l = CountingListener::start().unwrap();
+    let off = base_url_at(
+        &format!("http://0.0.0.0:{}", l.port()),
+        ProviderKind::OAuth2,
+    );
+    let args = ["oauth2", "--token-url", &off, "--client-id", "c"];
+    let (code, line) = token(&args, "tokio", "s");
+    assert_eq!(code, 1);
+    assert!(line.contains(r#""kind":"insecure""#), "{line}");
+    assert_eq!(l.accepted(), 0);
+}
+
+#[test]
+fn tls_trusts_exactly_the_ca_file() {
+    let (sb, ca) = Sandbox::start_tls("127.0.0.1").unwrap();
+    let url = sb.base_url(ProviderKind::OAuth2);
+    let path = std::env::temp_dir().join(format!("tessera-cli-tokio-{}.pem", std::process::id()));
+    std::fs::write(&path, tessera_sandbox::certificate_pem(&ca)).unwrap();
+    let ca_path = path.to_str().unwrap();
+    let args = ["oauth2", "--token-url", &url, "--client-id", CLIENT_ID];
+    let mut with_ca = args.to_vec();
+    with_ca.extend(["--ca", ca_path]);
+    let (code, line) = token(&with_ca, "tokio", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    // Without it: the web roots, which do not hold the sandbox's CA.
+    let (code, line) = token(&args, "tokio", CLIENT_SECRET);
+    assert_eq!(code, 1);
+    assert!(line.contains(r#""cause":"tls""#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+    let _ = std::fs::remove_file(&path);
+}

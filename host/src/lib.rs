@@ -19,6 +19,7 @@
 //! TLS setting) stays in each client, which owns its sockets.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
 mod clock;

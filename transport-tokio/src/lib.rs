@@ -64,6 +64,7 @@
 //!   request carrying a credential.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// `log::debug!` with the `log` feature; without it the arguments are type-checked, never
 /// evaluated.

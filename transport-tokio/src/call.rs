@@ -53,6 +53,19 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         }
     }
 
+    /// A request builder on this client's own reqwest client (its trust roots, timeouts and
+    /// proxy rule), for [`Client::call`]: `client.call(client.request(Method::POST,
+    /// url).body(…).build()?)`. Any `reqwest::Request` works with `call`; this one needs no
+    /// reqwest client of the application's (nor a rustls crypto provider installed for
+    /// one).
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        // A URL that does not parse is reported by reqwest when the request is built.
+        let https = url
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https:"));
+        self.inner.http.client(https).request(method, url)
+    }
+
     /// Sends `request` with `token` as its bearer, on the client its scheme calls for.
     pub(crate) async fn send(
         &self,

@@ -57,7 +57,12 @@ impl Http {
 
     /// The client for `url`: `https://` through the proxy option, anything else directly.
     pub(crate) fn for_url(&self, url: &reqwest::Url) -> &reqwest::Client {
-        if url.scheme() == "https" {
+        self.client(url.scheme() == "https")
+    }
+
+    /// The client for `https://` (which may take the proxy), or the direct one.
+    pub(crate) fn client(&self, https: bool) -> &reqwest::Client {
+        if https {
             &self.secure
         } else {
             &self.direct

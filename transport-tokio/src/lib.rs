@@ -27,8 +27,8 @@
 //! let client = Client::new(idp, creds)?;
 //!
 //! // A payment that must not be taken twice, even when the call is retried after a 401.
-//! let request = reqwest::Client::new()
-//!     .post("https://api.example/v1/payments")
+//! let request = client
+//!     .request(reqwest::Method::POST, "https://api.example/v1/payments")
 //!     .header("Content-Type", "application/json")
 //!     .header("Idempotency-Key", "order-1234-attempt-1")
 //!     .body(r#"{"amount":1250,"currency":"EUR"}"#)

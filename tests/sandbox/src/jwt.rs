@@ -40,34 +40,25 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SS` (UTC, no zone: Shogun's format).
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SS` (UTC, no zone: Shogun's format). Past
+/// 9999-12-31T23:59:59, the last instant four year digits can write, it stays there.
 pub fn iso8601_no_zone(unix: u64) -> String {
-    let days = i64::try_from(unix / 86_400).unwrap_or(0);
-    let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    // The calendar is the `time` crate's (here through rcgen already): written independently
+    // of tessera-core's ISO 8601 reader, which is what these timestamps test.
+    const LAST: u64 = 253_402_300_799;
+    let t = i64::try_from(unix.min(LAST))
+        .ok()
+        .and_then(|unix| time::OffsetDateTime::from_unix_timestamp(unix).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
-}
-
-/// Days since 1970-01-01 to a civil date `(year, month, day)` (H. Hinnant's algorithm).
-/// The sandbox's own copy: it is published and the `tessera-vectors` table is not; the fuzz
-/// checks keep theirs in `tessera_vectors::civil_from_days`. Both are written independently
-/// of tessera-core's ISO 8601 reader, which is what they test.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 impl Inner {
@@ -132,11 +123,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_become_civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(10_957 + 365), (2000, 12, 31));
+    fn dates_past_year_9999_stay_at_its_last_second() {
+        assert_eq!(iso8601_no_zone(0), "1970-01-01T00:00:00");
+        assert_eq!(iso8601_no_zone(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(iso8601_no_zone(253_402_300_800), "9999-12-31T23:59:59");
+        assert_eq!(iso8601_no_zone(u64::MAX), "9999-12-31T23:59:59");
     }
 
     #[test]

@@ -318,7 +318,7 @@ pub const fn malformed(field: Option<&'static str>, problem: Problem) -> Error {
 
 /// Days since 1970-01-01 to a civil date `(year, month, day)` (H. Hinnant's algorithm):
 /// the calendar the fuzz checks compare tessera-core's ISO 8601 reader against, written
-/// independently of that reader (the published sandbox keeps its own copy).
+/// independently of that reader.
 ///
 /// ```
 /// assert_eq!(tessera_vectors::civil_from_days(0), (1970, 1, 1));

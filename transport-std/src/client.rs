@@ -11,8 +11,8 @@ use std::time::Duration;
 use tessera_core::session::{Cause, Completion, Failure, Poll, Session, Step, Ticket};
 use tessera_core::transport::{body_too_large, retry_after};
 use tessera_core::{
-    Bearer, Clock, Credentials, Grant, Instant, Provider, TransportError, DEFAULT_REFRESH_CAPACITY,
-    DEFAULT_TOKEN_CAPACITY,
+    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, TransportError,
+    DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
 };
 use ureq::http;
 use zeroize::Zeroizing;
@@ -44,6 +44,13 @@ pub(crate) struct Inner<P, const TOKEN: usize, const REFRESH: usize> {
     changed: Condvar,
     /// The token store failed and has not answered since (warned once).
     store_down: AtomicBool,
+    /// The fleet's lease was held past the wait (warned once until a lease is had again).
+    lease_stuck: AtomicBool,
+    /// The session's refusal is the fleet's (adopted from the store, or stored there): it
+    /// ends when the store's record goes.
+    refusal_shared: AtomicBool,
+    /// The store's record of the cached token, as this process restored or saved it.
+    record: Mutex<Option<fleet::Record>>,
     /// Token requests this client sent to the provider.
     requests: AtomicU64,
     pub(crate) http: Http,
@@ -141,6 +148,9 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 last_error: Mutex::new(None),
                 changed: Condvar::new(),
                 store_down: AtomicBool::new(false),
+                lease_stuck: AtomicBool::new(false),
+                refusal_shared: AtomicBool::new(false),
+                record: Mutex::new(None),
                 requests: AtomicU64::new(0),
                 http: Http::new(&options),
                 clock,
@@ -176,6 +186,9 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     /// [`Options::refresh_in_background`]).
     pub fn token(&self) -> Result<Token, Error> {
         let mut session = self.lock();
+        // The fleet's refusal is looked up at most once per call, so a record that reads
+        // as gone can never turn one call into a loop of requests.
+        let mut looked = false;
         loop {
             let now = self.inner.clock.now();
             match session.poll(now) {
@@ -209,7 +222,22 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     let retry_in = Some(until.saturating_duration_since(now));
                     return Err(self.token_error(&session, retry_in));
                 }
-                Poll::Failed(_) => return Err(self.token_error(&session, None)),
+                Poll::Failed(kind) => {
+                    let store = self.inner.options.store.clone();
+                    if let (ErrorKind::InvalidCredentials, Some(store), false) =
+                        (kind, store, looked)
+                    {
+                        looked = true;
+                        drop(session);
+                        let gone = self.fleet_refusal_gone(store.as_ref());
+                        session = self.lock();
+                        if gone {
+                            session.retry();
+                            continue;
+                        }
+                    }
+                    return Err(self.token_error(&session, None));
+                }
             }
         }
     }
@@ -365,6 +393,10 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
 
     /// Reports `token` rejected by a downstream API: it is dropped if it is still the cached
     /// one, so the next [`Client::token`] fetches a new one. Returns whether it was dropped.
+    ///
+    /// It is never served again: the session refuses to restore it, and a store that still
+    /// holds the record this client restored or saved for it has that record removed (only
+    /// that one: a fresher token another process stored is kept).
     pub fn reject(&self, token: &Token) -> bool {
         let mut session = self.lock();
         let mut last = self
@@ -376,7 +408,14 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             *last = None;
         }
         drop(last);
-        session.reject(token.id())
+        let dropped = session.reject(token.id());
+        drop(session);
+        if dropped {
+            if let Some(store) = &self.inner.options.store {
+                self.discard_rejected(store.as_ref(), token);
+            }
+        }
+        dropped
     }
 
     /// Replaces the credentials (secret rotation); wakes any waiting caller and the

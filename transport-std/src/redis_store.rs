@@ -4,13 +4,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::options::Trust;
 use crate::store::{Binding, Lease, StoreError, TokenStore};
 
 /// How often a waiting process looks for the lease holder's token.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Compare-and-delete: releases a lease only while it still carries this holder's fence.
-const RELEASE: &str =
+/// Compare-and-delete: deletes a key only while it still holds this value. Releases a lease
+/// only while it carries this holder's fence, and discards a rejected token only while the
+/// record is that token's (never a fresher one another process stored since).
+const COMPARE_AND_DELETE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Shares one token per credential across processes and machines, on Redis.
@@ -22,12 +25,13 @@ const RELEASE: &str =
 /// |---|---|
 /// | `tessera:{b}:token` | the sealed snapshot, expiring with the token |
 /// | `tessera:{b}:lease` | the fetch lease's fencing value (`SET NX PX`, ≈ the fetch timeout) |
-/// | `tessera:{b}:refused` | the status of a refusal of this credential, for a while |
+/// | `tessera:{b}:refused` | a sealed refusal of this credential, lapsing after the refusal period |
 ///
 /// The `{b}` is a hash tag: in **Redis Cluster** all three keys of a binding hash to one
 /// slot, so they live on one shard (and a future multi-key script stays legal). Managed
-/// Redis (ElastiCache, Memorystore, Azure Cache) works as is; use `rediss://` where the
-/// service offers TLS, and a prefix per environment when one Redis serves several.
+/// Redis (ElastiCache, Memorystore, Azure Cache) works as is; use `rediss://` (TLS, which
+/// they require; the server's certificate is checked like the client's, see
+/// [`RedisStore::open_with`]), and a prefix per environment when one Redis serves several.
 ///
 /// Every operation is bounded by the store's timeout (default 250 ms); a failed connection
 /// is dropped and made again on the next use. Reading Redis yields neither the token
@@ -64,9 +68,42 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// A store on the Redis at `url` (`redis://host:port/db`, `rediss://…`, with
-    /// `user:password@` when needed). Nothing is connected until first use.
+    /// `user:password@` when needed); a `rediss://` server's certificate must chain to
+    /// the webpki roots ([`Trust::WebPki`]). Nothing is connected until first use.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::new("open", e))?;
+        Self::open_with(url, &Trust::WebPki)
+    }
+
+    /// [`RedisStore::open`], checking a `rediss://` server's certificate against `trust`,
+    /// the same setting as the client's ([`Options::trust`](crate::Options)): webpki
+    /// roots, the OS's store, or the application's own PEM roots (a private CA, the CLI's
+    /// `--ca`). The host name is always checked. `redis://` ignores `trust`.
+    pub fn open_with(url: &str, trust: &Trust) -> Result<Self, StoreError> {
+        let open = |e: redis::RedisError| StoreError::new("open", e);
+        let tls = url
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
+        let client = if tls {
+            // redis-rs builds its rustls configuration with the process's default crypto
+            // provider: the ring provider the HTTP client uses, unless the application
+            // installed one.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let root_cert = match trust {
+                Trust::WebPki => None,
+                Trust::Platform => Some(platform_roots_pem()?),
+                Trust::Roots(roots) => Some(pem(roots.0.iter().map(|c| c.der()))),
+            };
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
+            .map_err(open)?
+        } else {
+            redis::Client::open(url).map_err(open)?
+        };
         let seed = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -136,6 +173,58 @@ impl RedisStore {
     }
 }
 
+/// The OS's trusted roots as PEM, for redis-rs.
+fn platform_roots_pem() -> Result<Vec<u8>, StoreError> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_owned(), ToString::to_string);
+        return Err(StoreError::new(
+            "open",
+            format!("the platform's trusted roots: {why}"),
+        ));
+    }
+    Ok(pem(found.certs.iter().map(|c| c.as_ref())))
+}
+
+/// Certificates (DER) as PEM `CERTIFICATE` blocks.
+fn pem<'a>(certs: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    for der in certs {
+        out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        let mut line = 0;
+        for chunk in der.chunks(3) {
+            let b = [
+                chunk.first().copied().unwrap_or(0),
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                let c = if i <= chunk.len() {
+                    ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]
+                } else {
+                    b'='
+                };
+                out.push(c);
+            }
+            line += 4;
+            if line == 64 {
+                out.push(b'\n');
+                line = 0;
+            }
+        }
+        if line > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -148,13 +237,31 @@ impl TokenStore for RedisStore {
 
     fn save(&self, binding: &Binding, snapshot: &[u8], ttl: Duration) -> Result<(), StoreError> {
         let key = self.key(binding, "token");
+        let refused = self.key(binding, "refused");
         self.with("save", |c| {
-            redis::cmd("SET")
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
                 .arg(&key)
                 .arg(snapshot)
                 .arg("PX")
                 .arg(millis(ttl))
+                .ignore()
+                .cmd("DEL")
+                .arg(&refused)
+                .ignore()
                 .query(c)
+        })
+    }
+
+    fn discard(&self, binding: &Binding, snapshot: &[u8]) -> Result<bool, StoreError> {
+        let key = self.key(binding, "token");
+        self.with("discard", |c| {
+            redis::Script::new(COMPARE_AND_DELETE)
+                .key(&key)
+                .arg(snapshot)
+                .invoke::<i64>(c)
+                .map(|n| n == 1)
         })
     }
 
@@ -176,7 +283,7 @@ impl TokenStore for RedisStore {
     fn release(&self, binding: &Binding, lease: &Lease) -> Result<(), StoreError> {
         let key = self.key(binding, "lease");
         self.with("release", |c| {
-            redis::Script::new(RELEASE)
+            redis::Script::new(COMPARE_AND_DELETE)
                 .key(&key)
                 .arg(lease.fence())
                 .invoke::<i64>(c)
@@ -199,20 +306,44 @@ impl TokenStore for RedisStore {
         }
     }
 
-    fn refuse(&self, binding: &Binding, status: u16, ttl: Duration) -> Result<(), StoreError> {
+    fn refuse(
+        &self,
+        binding: &Binding,
+        record: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         let key = self.key(binding, "refused");
         self.with("refuse", |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(status)
-                .arg("PX")
-                .arg(millis(ttl))
-                .query(c)
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(record);
+            if let Some(ttl) = ttl {
+                set.arg("PX").arg(millis(ttl));
+            }
+            set.query(c)
         })
     }
 
-    fn refusal(&self, binding: &Binding) -> Result<Option<u16>, StoreError> {
+    fn refusal(&self, binding: &Binding) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.key(binding, "refused");
         self.with("refusal", |c| redis::cmd("GET").arg(&key).query(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pem_is_standard_base64_in_64_column_lines() {
+        let der: Vec<u8> = (0u8..=100).collect();
+        let text = String::from_utf8(super::pem([&der[..], b"ab"].into_iter())).unwrap();
+        let blocks: Vec<&str> = text.split("-----END CERTIFICATE-----\n").collect();
+        assert_eq!(blocks.len(), 3);
+        let body: String = blocks[0]
+            .trim_start_matches("-----BEGIN CERTIFICATE-----\n")
+            .lines()
+            .inspect(|l| assert!(l.len() <= 64))
+            .collect();
+        assert_eq!(&body[..8], "AAECAwQF");
+        assert!(body.ends_with("Y2Q="), "{body}");
+        assert!(blocks[1].ends_with("YWI=\n"));
     }
 }

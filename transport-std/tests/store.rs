@@ -7,9 +7,13 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use tessera_core::{Credentials, ErrorKind, ProviderKind};
-use tessera_sandbox::scenarios::ManualClock;
+use tessera_sandbox::scenarios::{Failed, ManualClock};
+use tessera_sandbox::store_scenarios::{StoreAt, StoreClient, StoreHarness, WALL_START_MS};
 use tessera_sandbox::{Endpoint, RedisServer, Sandbox, CLIENT_ID, CLIENT_SECRET};
-use tessera_std::{Binding, Client, FileStore, Options, OwnedProvider, TokenStore, WallClock};
+use tessera_std::{
+    Binding, Client, Error, FileStore, Options, OwnedProvider, RedisStore, TokenStore, Trust,
+    WallClock,
+};
 
 const KIND: ProviderKind = ProviderKind::OAuth2;
 
@@ -20,7 +24,7 @@ struct Wall(ManualClock);
 
 impl WallClock for Wall {
     fn unix_ms(&self) -> Option<u64> {
-        Some(1_700_000_000_000 + tessera_core::Clock::now(&self.0).as_millis())
+        Some(WALL_START_MS + tessera_core::Clock::now(&self.0).as_millis())
     }
 }
 
@@ -335,4 +339,304 @@ fn a_redis_that_hangs_up_costs_no_outage() {
     assert!(!token.as_str().is_empty());
     assert_eq!(requests(&sb), 1, "fetched alone");
     assert!(hung.accepted() >= 1, "the store was tried");
+}
+
+// ---- the store scenarios every transport with stores runs --------------------------------
+
+struct Std;
+
+struct StdStoreClient {
+    client: Client<OwnedProvider>,
+    clock: ManualClock,
+}
+
+fn failed(e: Error) -> Failed {
+    let retry_in = match &e {
+        Error::Token { retry_in, .. } => *retry_in,
+        _ => None,
+    };
+    Failed {
+        kind: e.kind(),
+        retry_in,
+        cause: e.transport().map(|t| t.stage),
+        text: format!("{e} / {e:?}"),
+    }
+}
+
+fn open_store(at: &StoreAt) -> Arc<dyn TokenStore> {
+    match at {
+        StoreAt::File(path) => Arc::new(FileStore::new(path)),
+        StoreAt::Redis { url, ca_pem } => {
+            let trust = match ca_pem {
+                Some(pem) => Trust::from_pem(pem.as_bytes()).unwrap(),
+                None => Trust::WebPki,
+            };
+            Arc::new(RedisStore::open_with(url, &trust).unwrap())
+        }
+    }
+}
+
+impl StoreHarness for Std {
+    type Client = StdStoreClient;
+
+    fn client_with_store(
+        &self,
+        sb: &Sandbox,
+        kind: ProviderKind,
+        secret: &str,
+        store: &StoreAt,
+    ) -> StdStoreClient {
+        let clock = ManualClock::default();
+        let creds = Credentials::new(CLIENT_ID, secret).unwrap();
+        let provider = OwnedProvider::new(kind, sb.base_url(kind));
+        let options = options(open_store(store), &clock);
+        let client = Client::with_clock(provider, creds, options, Arc::new(clock.clone()));
+        StdStoreClient { client, clock }
+    }
+}
+
+impl StoreClient for StdStoreClient {
+    fn token(&self) -> Result<String, Failed> {
+        self.client
+            .token()
+            .map(|t| t.as_str().to_owned())
+            .map_err(failed)
+    }
+
+    fn call(&self, url: &str) -> Result<u16, Failed> {
+        let request = tessera_std::http::Request::get(url)
+            .body(Vec::<u8>::new())
+            .unwrap();
+        self.client
+            .call(request)
+            .map(|r| r.status().as_u16())
+            .map_err(failed)
+    }
+
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+}
+
+/// Removes a directory at the end of a test.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a store scenario of `kind` runs on: the store, a closure that empties it, and what
+/// keeps it alive.
+fn store_for(kind: &str) -> (StoreAt, Box<dyn Fn()>, Box<dyn std::any::Any>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    match kind {
+        "file" => {
+            let dir = std::env::temp_dir().join(format!(
+                "tessera-store-scenario-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("token");
+            let wipe_dir = dir.clone();
+            let wipe = Box::new(move || {
+                for entry in std::fs::read_dir(&wipe_dir).unwrap() {
+                    std::fs::remove_file(entry.unwrap().path()).unwrap();
+                }
+            });
+            (StoreAt::File(path), wipe, Box::new(TempDir(dir)))
+        }
+        "plain_redis" | "tls_redis" => {
+            let tls = kind == "tls_redis";
+            let server = Arc::new(if tls {
+                RedisServer::start_tls()
+            } else {
+                RedisServer::start()
+            });
+            let at = StoreAt::Redis {
+                url: if tls { server.tls_url() } else { server.url() },
+                ca_pem: tls.then(|| server.ca_pem().to_owned()),
+            };
+            let flushed = Arc::clone(&server);
+            (at, Box::new(move || flushed.flush()), Box::new(server))
+        }
+        other => panic!("no store kind {other}"),
+    }
+}
+
+tessera_sandbox::store_scenario_tests!(Std, store_for, [file, plain_redis, tls_redis]);
+
+// ---- rediss:// ---------------------------------------------------------------------------
+
+#[test]
+fn rediss_checks_the_servers_certificate_against_the_clients_trust() {
+    let sb = Sandbox::start().unwrap();
+    let server = RedisServer::start_tls();
+    let trusted = Trust::from_pem(server.ca_pem().as_bytes()).unwrap();
+    // The right CA: the token is shared over TLS.
+    let good = || -> Arc<dyn TokenStore> {
+        Arc::new(RedisStore::open_with(&server.tls_url(), &trusted).unwrap())
+    };
+    let (a, _) = client(&sb, CLIENT_SECRET, good());
+    let (b, _) = client(&sb, CLIENT_SECRET, good());
+    let t = a.token().unwrap();
+    assert_eq!(b.token().unwrap().as_str(), t.as_str());
+    assert_eq!(requests(&sb), 1, "shared through rediss://");
+    // Another CA (here: the sandbox's own), or the webpki roots: the handshake is refused,
+    // the store is skipped with one warning, and tokens still flow (fetched alone).
+    let other = RedisServer::start_tls();
+    let wrong = Trust::from_pem(other.ca_pem().as_bytes()).unwrap();
+    for trust in [wrong, Trust::WebPki] {
+        let store = RedisStore::open_with(&server.tls_url(), &trust).unwrap();
+        let binding = Binding::new([1; 8]);
+        let e = store.load(&binding).expect_err("an untrusted server");
+        assert_eq!(e.op, "load");
+        let (c, _) = client(&sb, CLIENT_SECRET, Arc::new(store));
+        let before = requests(&sb);
+        assert!(c.token().is_ok());
+        assert_eq!(
+            requests(&sb),
+            before + 1,
+            "fetched alone: the store was refused"
+        );
+    }
+    // Plaintext to the TLS port is not TLS: refused, never a silent downgrade.
+    let plain = server.tls_url().replacen("rediss://", "redis://", 1);
+    let store = RedisStore::open_with(&plain, &trusted)
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    assert!(store.load(&Binding::new([1; 8])).is_err());
+}
+
+// ---- compare-and-delete and the refusal record, as an operator sees Redis ----------------
+
+fn binding_of(sb: &Sandbox, secret: &str) -> Binding {
+    let probe = tessera_core::Session::<_>::new(
+        OwnedProvider::new(KIND, sb.base_url(KIND)),
+        Credentials::new(CLIENT_ID, secret).unwrap(),
+        Default::default(),
+        1,
+    );
+    Binding::new(
+        probe
+            .binding(tessera_core::snapshot::Key::Credentials)
+            .unwrap(),
+    )
+}
+
+#[test]
+fn discard_removes_only_the_record_it_was_given() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("tessera-discard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = TempDir(dir.clone());
+    let stores: [Arc<dyn TokenStore>; 2] =
+        [redis.store(), Arc::new(FileStore::new(dir.join("token")))];
+    let b = Binding::new([7; 8]);
+    for store in stores {
+        assert!(!store.discard(&b, b"old").unwrap(), "nothing stored");
+        store.save(&b, b"old", Duration::from_secs(60)).unwrap();
+        store.save(&b, b"fresh", Duration::from_secs(60)).unwrap();
+        assert!(
+            !store.discard(&b, b"old").unwrap(),
+            "a fresher record is kept"
+        );
+        assert_eq!(store.load(&b).unwrap().as_deref(), Some(&b"fresh"[..]));
+        assert!(store.discard(&b, b"fresh").unwrap());
+        assert_eq!(store.load(&b).unwrap(), None);
+        // A stored token supersedes a stored refusal.
+        store.refuse(&b, b"refusal", None).unwrap();
+        assert!(store.refusal(&b).unwrap().is_some());
+        store.save(&b, b"token", Duration::from_secs(60)).unwrap();
+        assert_eq!(store.refusal(&b).unwrap(), None);
+    }
+}
+
+#[test]
+fn a_refusal_record_someone_else_wrote_is_ignored() {
+    let sb = Sandbox::start().unwrap();
+    let redis = Redis::start();
+    let binding = binding_of(&sb, CLIENT_SECRET);
+    let key = format!("tessera:{{{binding}}}:refused");
+    let token_key = format!("tessera:{{{binding}}}:token");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // What the old format stored, and garbage: neither stops a fetch.
+    for forged in [
+        &b"401"[..],
+        b"TSN\x01garbage-garbage-garbage-garbage-garbage-garbage-garbage",
+    ] {
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(forged)
+            .query(&mut conn)
+            .unwrap();
+        let () = redis::cmd("DEL").arg(&token_key).query(&mut conn).unwrap();
+        let before = requests(&sb);
+        let (c, _) = client(&sb, CLIENT_SECRET, redis.store());
+        assert!(c.token().is_ok(), "a forged refusal stopped the fetch");
+        assert_eq!(requests(&sb), before + 1);
+    }
+    // Another credential's genuine refusal, copied under this one's key: foreign, ignored.
+    sb.set_credentials(KIND, CLIENT_ID, "only-this-one");
+    let (refused, _) = client(&sb, "wrong-one", redis.store());
+    assert_eq!(
+        refused.token().unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    let other_key = format!("tessera:{{{}}}:refused", binding_of(&sb, "wrong-one"));
+    let record: Vec<u8> = redis::cmd("GET").arg(&other_key).query(&mut conn).unwrap();
+    assert!(!record.is_empty());
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&record)
+        .query(&mut conn)
+        .unwrap();
+    sb.set_credentials(KIND, CLIENT_ID, CLIENT_SECRET);
+    let () = redis::cmd("DEL").arg(&token_key).query(&mut conn).unwrap();
+    let before = requests(&sb);
+    let (c, _) = client(&sb, CLIENT_SECRET, redis.store());
+    assert!(c.token().is_ok());
+    assert_eq!(requests(&sb), before + 1);
+    // The refusal record's TTL is the refusal period (15 min by default).
+    let ttl: i64 = redis::cmd("PTTL").arg(&other_key).query(&mut conn).unwrap();
+    assert!(ttl > 0 && ttl <= 900_000, "{ttl}");
+}
+
+#[test]
+fn a_lease_held_for_ever_costs_each_fetch_one_wait() {
+    let sb = Sandbox::start().unwrap();
+    let redis = Redis::start();
+    let binding = binding_of(&sb, CLIENT_SECRET);
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A lease with no expiry: a stuck key no Tessera process wrote.
+    let () = redis::cmd("SET")
+        .arg(format!("tessera:{{{binding}}}:lease"))
+        .arg("stuck")
+        .query(&mut conn)
+        .unwrap();
+    let clock = ManualClock::default();
+    let mut opts = options(redis.store(), &clock);
+    // A short fetch timeout keeps the test's waits short: the lease wait is 3/4 of it.
+    opts.session.fetch_timeout = Duration::from_millis(400);
+    let c = Client::with_clock(
+        OwnedProvider::new(KIND, sb.base_url(KIND)),
+        Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
+        opts,
+        Arc::new(clock.clone()),
+    );
+    // Each fetch gives up on the lease and fetches alone; tokens never stop.
+    let t1 = c.token().unwrap();
+    clock.advance(Duration::from_secs(7200));
+    let t2 = c.token().unwrap();
+    assert_ne!(t1.as_str(), t2.as_str());
+    assert_eq!(requests(&sb), 2);
 }

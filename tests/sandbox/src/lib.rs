@@ -77,6 +77,8 @@ mod redis_server;
 #[cfg(feature = "suite")]
 pub mod scenarios;
 mod server;
+#[cfg(feature = "suite")]
+pub mod store_scenarios;
 
 pub use clock::ManualClock;
 pub use faults::{Fault, BROKEN_CHUNKED, GARBAGE_STATUS_LINE};

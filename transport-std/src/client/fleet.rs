@@ -5,17 +5,21 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tessera_core::session::{Cause, Completion, Ticket};
+use tessera_core::session::{Cause, Completion, Refusal, Ticket};
 use tessera_core::snapshot::{Key, WallTime};
-use tessera_core::{Detail, Error as CoreError, ErrorKind, ErrorReport, Provider};
+use tessera_core::{ErrorKind, Provider, TokenId};
 use zeroize::Zeroizing;
 
 use super::Client;
 use crate::store::{Binding, Lease, StoreError, TokenStore};
+use crate::token::Token;
 
-/// How long a refusal stays stored: the fleet does not try the same credential again for
-/// this long (a replaced secret has another binding and is tried at once).
-pub(super) const REFUSAL_TTL: Duration = Duration::from_secs(600);
+/// The record this process knows the store holds for its cached token: what it restored or
+/// saved, to discard exactly that if an API rejects the token.
+pub(super) struct Record {
+    id: TokenId,
+    sealed: Vec<u8>,
+}
 
 /// What the store said before a fetch.
 pub(super) enum Before {
@@ -35,8 +39,8 @@ pub(super) struct Held {
 enum Settle {
     /// A stored token, not yet due, is now the session's.
     Restored,
-    /// The fleet's last attempt with this credential was refused (HTTP status).
-    Refused(u16),
+    /// The fleet's last attempt with this credential was refused, and the refusal holds.
+    Refused(Refusal),
     /// Ask the provider (holding the lease, or alone after waiting too long).
     Fetch(Option<Held>),
 }
@@ -85,13 +89,10 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 return Before::Fetch(ticket, None);
             }
             Ok(Settle::Restored) => self.lock().release(ticket),
-            Ok(Settle::Refused(status)) => {
-                let report = ErrorReport {
-                    status,
-                    error: CoreError::InvalidCredentials,
-                    detail: Detail::default(),
-                };
-                self.lock().on_failure(ticket, now, Cause::Response(report))
+            Ok(Settle::Refused(r)) => {
+                self.inner.refusal_shared.store(true, Ordering::Relaxed);
+                self.lock()
+                    .on_refused_elsewhere(ticket, now, r.status, r.remaining)
             }
         };
         debug!("tessera: settled by the token store: {completion}");
@@ -106,18 +107,21 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         let binding = Binding::new(fingerprint);
         let lease_ttl = self.inner.options.request_timeout + Duration::from_secs(1);
         // Wait for another holder at most this long, well inside the session's fetch
-        // timeout (after which it would abandon this fetch).
+        // timeout (after which it would abandon this fetch). A lease someone holds for ever
+        // (a stuck key, a holder on a far longer timeout) costs a fetch at most this, and
+        // says so once.
         let patience = self.inner.options.session.fetch_timeout.mul_f32(0.75);
         let deadline = std::time::Instant::now() + patience;
         loop {
-            if let Some(status) = store.refusal(&binding)? {
+            if let Some(refusal) = self.stored_refusal(store, &binding, key)? {
                 debug!("tessera: the fleet's last attempt with this credential was refused");
-                return Ok(Settle::Refused(status));
+                return Ok(Settle::Refused(refusal));
             }
             if self.restore_fresh(store, &binding, key)? {
                 return Ok(Settle::Restored);
             }
             if let Some(lease) = store.acquire(&binding, lease_ttl)? {
+                self.inner.lease_stuck.store(false, Ordering::Relaxed);
                 // The last holder may have stored its token and released the lease between
                 // the look above and this lease: look once more before asking the provider.
                 if self.restore_fresh(store, &binding, key)? {
@@ -128,16 +132,66 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                warn!(
-                    "tessera: the fleet's fetch lease was not given back in time; fetching alone"
-                );
+                if !self.inner.lease_stuck.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        "tessera: the fleet's fetch lease was not given back within {patience:?}; \
+                         fetching alone (each fetch waits that long at most while it stays held)"
+                    );
+                } else {
+                    debug!("tessera: the fleet's fetch lease is still held; fetching alone");
+                }
                 return Ok(Settle::Fetch(None));
             }
             store.wait(&binding, (deadline - now).min(lease_ttl))?;
         }
     }
 
-    /// Restores the stored token if there is one not yet due for refresh.
+    /// The refusal stored for `binding`, if it is Tessera's and still holds.
+    fn stored_refusal(
+        &self,
+        store: &dyn TokenStore,
+        binding: &Binding,
+        key: Key<'_>,
+    ) -> Result<Option<Refusal>, StoreError> {
+        let Some(mut record) = store.refusal(binding)? else {
+            return Ok(None);
+        };
+        match self.lock().open_refusal(self.wall(), key, &mut record) {
+            Ok(r) => Ok(Some(r)),
+            Err(_e) => {
+                debug!("tessera: stored refusal ignored: {_e}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether the fleet's refusal this session adopted or shared is gone from the store
+    /// (lapsed, removed, replaced by a token): then the session may try again. A store that
+    /// does not answer keeps the refusal.
+    pub(super) fn fleet_refusal_gone(&self, store: &dyn TokenStore) -> bool {
+        if !self.inner.refusal_shared.load(Ordering::Relaxed) {
+            return false;
+        }
+        let key = self.store_key();
+        let Ok(fingerprint) = self.lock().binding(key) else {
+            return false;
+        };
+        match self.stored_refusal(store, &Binding::new(fingerprint), key) {
+            Ok(None) => {
+                self.inner.refusal_shared.store(false, Ordering::Relaxed);
+                debug!("tessera: the fleet's refusal is gone: trying again");
+                true
+            }
+            Ok(Some(_)) => false,
+            Err(e) => {
+                self.store_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// Restores the stored token if there is one not yet due for refresh (and not one this
+    /// process saw rejected: the core refuses those).
     fn restore_fresh(
         &self,
         store: &dyn TokenStore,
@@ -147,9 +201,14 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         let Some(mut bytes) = store.load(binding)? else {
             return Ok(false);
         };
+        let sealed = bytes.clone();
         let now = self.inner.clock.now();
-        match self.lock().restore(now, self.wall(), key, &mut bytes) {
-            Ok(r) => Ok(r.refresh_at > now),
+        let restored = self.lock().restore(now, self.wall(), key, &mut bytes);
+        match restored {
+            Ok(r) => {
+                self.set_record(Some(Record { id: r.id, sealed }));
+                Ok(r.refresh_at > now)
+            }
             Err(_e) => {
                 debug!("tessera: stored token not used: {_e}");
                 Ok(false)
@@ -181,9 +240,11 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     let life = session
                         .grant(now)
                         .map(|g| Duration::from_secs(g.lifetime_s()));
+                    let id = session.token_id(now);
                     drop(session);
-                    if let (Some(sealed), Some(life)) = (sealed, life) {
+                    if let (Some(sealed), Some(life), Some(id)) = (sealed, life, id) {
                         store.save(&held.binding, &sealed, life)?;
+                        self.set_record(Some(Record { id, sealed }));
                     }
                 }
                 Completion::Failed => {
@@ -194,9 +255,22 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                             Cause::Response(r) => Some(r.status),
                             _ => None,
                         });
+                    let period = session.config().refusal_retry;
+                    let record = match (refused, self.wall()) {
+                        (Some(status), Some(wall)) => {
+                            let mut buf = [0u8; 128];
+                            session
+                                .seal_refusal(status, wall, self.store_key(), &mut buf)
+                                .ok()
+                                .map(<[u8]>::to_vec)
+                        }
+                        _ => None,
+                    };
                     drop(session);
-                    if let Some(status) = refused {
-                        store.refuse(&held.binding, status, REFUSAL_TTL)?;
+                    if let Some(record) = record {
+                        let ttl = (!period.is_zero()).then_some(period);
+                        store.refuse(&held.binding, &record, ttl)?;
+                        self.inner.refusal_shared.store(true, Ordering::Relaxed);
                     }
                 }
                 Completion::Stale | Completion::Released => drop(session),
@@ -205,6 +279,48 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         })();
         match result {
             Ok(()) => self.store_answered(),
+            Err(e) => self.store_failed(&e),
+        }
+    }
+}
+
+impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
+    Client<P, TOKEN, REFRESH>
+{
+    fn set_record(&self, record: Option<Record>) {
+        *self.inner.record.lock().unwrap_or_else(|p| p.into_inner()) = record;
+    }
+
+    /// After [`Client::reject`](super::Client::reject) dropped `token`: the store forgets it
+    /// too, if it still holds the record this process restored or saved for it (a fresher
+    /// record another process stored is kept). The core already refuses to restore it here.
+    pub(super) fn discard_rejected(&self, store: &dyn TokenStore, token: &Token) {
+        let record = {
+            let mut slot = self.inner.record.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.take() {
+                Some(r) if r.id == token.id() => Some(r),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        let Some(record) = record else { return };
+        let Ok(fingerprint) = self.lock().binding(self.store_key()) else {
+            return;
+        };
+        match store.discard(&Binding::new(fingerprint), &record.sealed) {
+            Ok(_removed) => {
+                self.store_answered();
+                debug!(
+                    "tessera: rejected token {} the token store",
+                    if _removed {
+                        "removed from"
+                    } else {
+                        "no longer in"
+                    }
+                );
+            }
             Err(e) => self.store_failed(&e),
         }
     }

@@ -25,7 +25,7 @@ use core::time::Duration;
 
 use crate::json::parse_uint;
 use crate::request::Method;
-use crate::transport::{Stage, TransportError};
+use crate::transport::{Stage, Target, TransportError};
 use crate::write::Out;
 
 /// Most header lines a response head may have.
@@ -457,7 +457,8 @@ impl BodyReader {
     }
 }
 
-/// Writes an HTTP/1.1 request head into `buf`: `METHOD target HTTP/1.1`, `Host`, the
+/// Writes an HTTP/1.1 request head for `to` (the URL the core parsed and checked) into
+/// `buf`: `METHOD path?query HTTP/1.1`, `Host` (with the port when not the default), the
 /// `headers` given, `Content-Length` when there is a body (or the method carries one), and
 /// the empty line. Returns the bytes written; a buffer too small is
 /// [`Error::Capacity`](crate::Error::Capacity) (field `request head`) with the size needed.
@@ -467,18 +468,23 @@ impl BodyReader {
 pub fn write_request<'b>(
     buf: &'b mut [u8],
     method: Method,
-    host: &str,
-    target: &str,
+    to: &Target<'_>,
     headers: &mut dyn Iterator<Item = (&str, &str)>,
     body_len: usize,
 ) -> Result<&'b [u8], crate::Error> {
     let capacity = buf.len();
     let mut out = Out::new(buf);
+    let mut digits = [0u8; 20];
     out.str(method.as_str());
     out.str(" ");
-    out.str(target);
+    out.str(to.path);
+    out.str(to.query);
     out.str(" HTTP/1.1\r\nHost: ");
-    out.str(host);
+    out.str(to.host);
+    if !to.port_is_default() {
+        out.str(":");
+        out.bytes(decimal(usize::from(to.port), &mut digits));
+    }
     out.str("\r\n");
     for (name, value) in headers {
         let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
@@ -494,7 +500,6 @@ pub fn write_request<'b>(
         out.str("\r\n");
     }
     if body_len > 0 || method.has_body() {
-        let mut digits = [0u8; 20];
         out.str("Content-Length: ");
         out.bytes(decimal(body_len, &mut digits));
         out.str("\r\n");
@@ -710,29 +715,30 @@ mod tests {
 
     #[test]
     fn request_heads() {
+        use crate::transport::parse_url;
         let mut buf = [0u8; 256];
         let mut h = [("Authorization", "Bearer x")].into_iter();
-        let head = write_request(
-            &mut buf,
-            Method::Post,
-            "api.example:8443",
-            "/v1/p?q",
-            &mut h,
-            2,
-        )
-        .unwrap();
+        let to = parse_url("https://api.example:8443/v1/p?q#frag").unwrap();
+        let head = write_request(&mut buf, Method::Post, &to, &mut h, 2).unwrap();
         assert_eq!(
             head,
             b"POST /v1/p?q HTTP/1.1\r\nHost: api.example:8443\r\nAuthorization: Bearer x\r\nContent-Length: 2\r\n\r\n"
         );
+        let to = parse_url("http://h").unwrap();
         let mut h = core::iter::empty();
-        let head = write_request(&mut buf, Method::Get, "h", "/", &mut h, 0).unwrap();
+        let head = write_request(&mut buf, Method::Get, &to, &mut h, 0).unwrap();
         assert_eq!(head, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let mut h = core::iter::empty();
+        let head = write_request(&mut buf, Method::Put, &to, &mut h, 0).unwrap();
+        assert_eq!(
+            head,
+            b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+        );
         let mut h = [("X", "a\r\nEvil: 1")].into_iter();
-        assert!(write_request(&mut buf, Method::Get, "h", "/", &mut h, 0).is_err());
+        assert!(write_request(&mut buf, Method::Get, &to, &mut h, 0).is_err());
         let mut h = core::iter::empty();
         assert!(matches!(
-            write_request(&mut [0u8; 8], Method::Get, "h", "/", &mut h, 0),
+            write_request(&mut [0u8; 8], Method::Get, &to, &mut h, 0),
             Err(crate::Error::Capacity { needed: 27, .. })
         ));
     }

@@ -130,6 +130,8 @@ struct Shared<'r, P, const TOKEN: usize, const REFRESH: usize> {
     stored: u32,
     waiters: MultiWakerRegistration<WAITERS>,
     refresher: RefresherSlot,
+    /// The wall clock, once the application set it: Unix seconds then, and when.
+    wall: Option<(u64, embassy_time::Instant)>,
 }
 
 #[cfg(feature = "tls")]
@@ -261,6 +263,7 @@ impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REF
                 generation: 0,
                 stored: 0,
                 waiters: MultiWakerRegistration::new(),
+                wall: None,
                 refresher: RefresherSlot {
                     running: false,
                     handoff: None,
@@ -371,7 +374,22 @@ where
             tcp: self.tcp,
             dns: self.dns,
             timeout: self.timeout,
+            wall_now: self.wall_now(),
         }
+    }
+
+    /// Sets the wall clock (Unix seconds now, from SNTP or an RTC): a `Retry-After` sent as
+    /// an HTTP date is then read too (without it only delay-seconds are, and a date is
+    /// ignored). The client counts on from here with its monotonic clock; set it again after
+    /// each SNTP sync.
+    pub fn set_wall_time(&self, unix_secs: u64) {
+        self.with(|s| s.wall = Some((unix_secs, embassy_time::Instant::now())));
+    }
+
+    /// The wall clock now, in Unix seconds, if it was set.
+    fn wall_now(&self) -> Option<u64> {
+        let (at, since) = self.with(|s| s.wall)?;
+        Some(at.saturating_add(since.elapsed().as_secs()))
     }
 
     /// Copies a fresh bearer token into `out` and says which it is.
@@ -576,12 +594,17 @@ where
             Val::Scratch(r) => scratch.get(r.clone()).unwrap_or_default(),
         };
         let url = utf8(scratch.get(..p.url));
-        diag!(
-            debug,
-            "tessera: token request {} {}",
-            p.method.as_str(),
-            url
-        );
+        // The host and path the core parsed: never a URL's `user:password@` (refused by
+        // the core anyway) nor its query in a log line.
+        if let Ok(_to) = tessera_core::transport::parse_url(url) {
+            diag!(
+                debug,
+                "tessera: token request {} {}{}",
+                p.method.as_str(),
+                _to.host,
+                _to.path
+            );
+        }
         let mut list: heapless::Vec<(&str, &str), 3> = heapless::Vec::new();
         for (name, value) in &p.headers {
             // Both hold three: the core's request has at most three headers.

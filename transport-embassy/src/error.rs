@@ -1,4 +1,4 @@
-//! What went wrong, and how a reqwless failure maps to a [`Stage`].
+//! What went wrong, classified by [`Stage`].
 
 use core::fmt;
 
@@ -86,51 +86,11 @@ impl From<Fault> for Error {
     }
 }
 
-/// The step of an exchange a reqwless error came from: the same error means different
-/// things while connecting and after the connection is up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Resolving, connecting, the TLS handshake.
-    Connect,
-    /// Writing the request and reading the response's head.
-    Head,
-    /// Reading the body.
-    Body,
-}
-
 pub(crate) const TIMED_OUT: TransportError =
     TransportError::new(Stage::Timeout, "no answer within the timeout");
 
-/// A reqwless error as a classified transport failure, with a fixed, short detail.
-pub(crate) fn classify(phase: Phase, e: &reqwless::Error) -> TransportError {
-    use embedded_io::ErrorKind as Io;
-    use reqwless::Error as R;
-    let (stage, detail) = match (phase, e) {
-        (_, R::Dns) => (Stage::Dns, "the host name did not resolve"),
-        (_, R::InvalidUrl(_)) => (Stage::Protocol, "the URL was not understood"),
-        #[cfg(feature = "tls")]
-        (Phase::Connect, R::Tls(t)) => (Stage::Tls, tls_detail(t)),
-        #[cfg(feature = "tls")]
-        (_, R::Tls(_)) => (Stage::Tls, "TLS record error"),
-        (Phase::Connect, R::Network(Io::ConnectionRefused)) => {
-            (Stage::Connect, "connection refused")
-        }
-        (Phase::Connect, R::Network(Io::TimedOut)) => (Stage::Timeout, "connect timed out"),
-        (Phase::Connect, _) => (Stage::Connect, "could not connect"),
-        (_, R::Network(Io::TimedOut)) => (Stage::Timeout, "read or write timed out"),
-        (Phase::Head, R::BufferTooSmall) => (Stage::Protocol, "response head too large"),
-        (Phase::Head, R::Codec) => (Stage::Protocol, "malformed response head"),
-        (Phase::Body, R::Codec) => (Stage::Protocol, "malformed body framing"),
-        (Phase::Head, R::ConnectionAborted) => (Stage::Io, "closed before the response"),
-        (Phase::Body, R::ConnectionAborted) => (Stage::Io, "closed in the middle of the body"),
-        (_, R::Network(Io::ConnectionReset)) => (Stage::Io, "connection reset"),
-        _ => (Stage::Io, "connection failed while in use"),
-    };
-    TransportError::new(stage, detail)
-}
-
 #[cfg(feature = "tls")]
-fn tls_detail(e: &embedded_tls::TlsError) -> &'static str {
+pub(crate) fn tls_detail(e: &embedded_tls::TlsError) -> &'static str {
     use embedded_tls::TlsError as T;
     match e {
         T::InvalidCertificate | T::InvalidSignature | T::DecodeError => {

@@ -1,16 +1,16 @@
-//! One HTTP exchange on the wire (reqwless over embedded-nal-async), bounded by a timeout,
-//! with every failure classified; and the downstream request and response types.
+//! One HTTP exchange on a new connection (plain or embedded-tls), bounded by a timeout, with
+//! every failure classified; and the downstream request and response types.
 
 use core::fmt;
 
 use embassy_time::{with_timeout, Duration};
 use embedded_nal_async::{Dns, TcpConnect};
-use reqwless::client::HttpClient;
-use reqwless::request::{Method as HttpMethod, RequestBuilder};
-use tessera_core::transport::{body_too_large, retry_after};
 use tessera_core::Method;
 
-use crate::error::{classify, Fault, Phase, TIMED_OUT};
+use crate::connect::{connect, target};
+use crate::error::{Fault, TIMED_OUT};
+pub(crate) use crate::exchange::Exchanged;
+use crate::exchange::{exchange as over, Outgoing as Wired, Reached};
 
 /// How many extra headers a downstream call may carry.
 pub const MAX_EXTRA_HEADERS: usize = 8;
@@ -28,14 +28,14 @@ pub const MAX_EXTRA_HEADERS: usize = 8;
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ApiRequest<'r> {
-    /// `GET` or `POST`.
+    /// The method: `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` or `OPTIONS`.
     pub method: Method,
     /// The whole URL. An `http://` URL whose host is not loopback is refused (a bearer token
     /// is a secret) unless the settings allow insecure HTTP.
     pub url: &'r str,
     /// Extra request headers (`Idempotency-Key`, …), at most [`MAX_EXTRA_HEADERS`].
     pub headers: &'r [(&'r str, &'r str)],
-    /// Content type and body, for a `POST`.
+    /// Content type and body (`POST`, `PUT`, `PATCH`).
     pub body: Option<(&'r str, &'r [u8])>,
 }
 
@@ -58,6 +58,38 @@ impl<'r> ApiRequest<'r> {
             headers: &[],
             body: Some((content_type, body)),
         }
+    }
+
+    /// A request of any `method` to `url`, with no body (add one with
+    /// [`ApiRequest::body`]).
+    pub const fn new(method: Method, url: &'r str) -> Self {
+        ApiRequest {
+            method,
+            url,
+            headers: &[],
+            body: None,
+        }
+    }
+
+    /// A `PUT` of `body` (of media type `content_type`) to `url`.
+    pub const fn put(url: &'r str, content_type: &'r str, body: &'r [u8]) -> Self {
+        Self::new(Method::Put, url).body(content_type, body)
+    }
+
+    /// A `PATCH` of `body` (of media type `content_type`) to `url`.
+    pub const fn patch(url: &'r str, content_type: &'r str, body: &'r [u8]) -> Self {
+        Self::new(Method::Patch, url).body(content_type, body)
+    }
+
+    /// A `DELETE` of `url`.
+    pub const fn delete(url: &'r str) -> Self {
+        Self::new(Method::Delete, url)
+    }
+
+    /// With a body of media type `content_type`.
+    pub const fn body(mut self, content_type: &'r str, body: &'r [u8]) -> Self {
+        self.body = Some((content_type, body));
+        self
     }
 
     /// With extra request headers.
@@ -120,11 +152,14 @@ impl fmt::Debug for ApiResponse<'_> {
     }
 }
 
-/// The network stack and the bound on one exchange.
+/// The network stack, the bound on one exchange, and the wall clock (for an HTTP-date
+/// `Retry-After`).
 pub(crate) struct Wire<'a, T, D> {
     pub(crate) tcp: &'a T,
     pub(crate) dns: &'a D,
     pub(crate) timeout: Duration,
+    /// Unix seconds, when the application set the wall clock.
+    pub(crate) wall_now: Option<u64>,
 }
 
 /// What TLS a connection needs: the CA, a fresh seed and the record buffers.
@@ -151,18 +186,9 @@ pub(crate) struct Outgoing<'r> {
     pub(crate) body: &'r [u8],
 }
 
-/// What one exchange produced; the kept headers and the body are in the caller's buffer.
-pub(crate) struct Exchanged {
-    pub(crate) status: u16,
-    pub(crate) retry_after: Option<core::time::Duration>,
-    /// Bytes of kept headers at the start of the body buffer.
-    pub(crate) kept: usize,
-    /// Bytes of body after them.
-    pub(crate) body_len: usize,
-}
-
-/// Sends `out` and reads the answer: the head into `rx`, then (when `keep_headers`) the
-/// response headers and the body into `into`. Bounded by the wire's timeout.
+/// Sends `out` on a new connection and reads the answer: the request and then the head in
+/// `rx`, then (when `keep_headers`) the response headers and the body into `into`. Bounded
+/// by the wire's timeout.
 pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
     wire: &Wire<'_, T, D>,
     tls: Option<TlsConn<'_>>,
@@ -172,116 +198,53 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
     keep_headers: bool,
 ) -> Result<Exchanged, Fault> {
     let work = async {
-        #[cfg(feature = "tls")]
-        let mut http = match tls {
-            Some(t) => {
-                use reqwless::client::{TlsConfig, TlsVerify};
-                let verify = TlsVerify::Certificate {
-                    ca: t.ca,
-                    cert: None,
-                    key: None,
-                };
-                let config = TlsConfig::new(t.seed, t.read, t.write, verify);
-                HttpClient::new_with_tls(wire.tcp, wire.dns, config)
+        let to = target(out.url)?;
+        let wired = Wired {
+            method: out.method,
+            to,
+            headers: out.headers,
+            body: out.body,
+        };
+        let mut reached = Reached::default();
+        let mut conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
+        match tls {
+            None => {
+                over(
+                    &mut conn,
+                    false,
+                    &wired,
+                    rx,
+                    into,
+                    keep_headers,
+                    wire.wall_now,
+                    &mut reached,
+                )
+                .await
             }
-            None => HttpClient::new(wire.tcp, wire.dns),
-        };
-        #[cfg(not(feature = "tls"))]
-        let mut http = match tls {
+            #[cfg(feature = "tls")]
+            Some(t) => {
+                let mut session = crate::tls::open(conn, crate::connect::server_name(&to), t).await?;
+                let result = over(
+                    &mut session,
+                    true,
+                    &wired,
+                    rx,
+                    into,
+                    keep_headers,
+                    wire.wall_now,
+                    &mut reached,
+                )
+                .await;
+                // close_notify; the answer is in already, so a failure here changes nothing.
+                let _ = session.close().await;
+                result
+            }
+            #[cfg(not(feature = "tls"))]
             Some(TlsConn::Never(never, _)) => match never {},
-            None => HttpClient::new(wire.tcp, wire.dns),
-        };
-        let method = match out.method {
-            Method::Get => HttpMethod::GET,
-            Method::Post => HttpMethod::POST,
-            Method::Put => HttpMethod::PUT,
-            Method::Patch => HttpMethod::PATCH,
-            Method::Delete => HttpMethod::DELETE,
-            Method::Head => HttpMethod::HEAD,
-            Method::Options => HttpMethod::OPTIONS,
-        };
-        let handle = http
-            .request(method, out.url)
-            .await
-            .map_err(|e| Fault::Net(classify(Phase::Connect, &e)))?;
-        // An empty body is written as none (reqwless skips a zero-length body).
-        let mut handle = handle.headers(out.headers).body(out.body);
-        let response = handle
-            .send(rx)
-            .await
-            .map_err(|e| Fault::Net(classify(Phase::Head, &e)))?;
-        read_response(response, into, keep_headers).await
+        }
     };
     match with_timeout(wire.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Fault::Net(TIMED_OUT)),
     }
-}
-
-/// Reads a response whose head is in: the retry-after, then (when `keep_headers`) the
-/// response headers and the body into `into`. Shared by every connection kind (plain,
-/// embedded-tls, mbedtls).
-pub(crate) async fn read_response<C: embedded_io_async::Read>(
-    response: reqwless::response::Response<'_, '_, C>,
-    into: &mut [u8],
-    keep_headers: bool,
-) -> Result<Exchanged, Fault> {
-    let status = response.status.0;
-    let mut retry = None;
-    let mut kept = 0usize;
-    let mut needed = 0usize;
-    // reqwless yields its whole header table; unused slots have an empty name.
-    for (name, value) in response.headers().filter(|(n, _)| !n.is_empty()) {
-        let Ok(value) = core::str::from_utf8(value) else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("retry-after") {
-            retry = retry_after(value, None);
-        }
-        if keep_headers {
-            let len = name.len() + value.len() + 2;
-            needed += len;
-            // Once one line did not fit, none is written: the error below says how
-            // much was needed.
-            let line = match needed == kept + len {
-                true => into.get_mut(kept..needed),
-                false => None,
-            };
-            if let Some(line) = line {
-                let (n, rest) = line.split_at_mut(name.len());
-                n.copy_from_slice(name.as_bytes());
-                n.make_ascii_lowercase();
-                let (colon, rest) = rest.split_at_mut(1);
-                colon[0] = b':';
-                let (v, nl) = rest.split_at_mut(value.len());
-                v.copy_from_slice(value.as_bytes());
-                nl[0] = b'\n';
-                kept = needed;
-            }
-        }
-    }
-    if needed > kept {
-        return Err(Fault::Local(tessera_core::Error::Capacity {
-            field: "response headers",
-            needed,
-            capacity: into.len(),
-        }));
-    }
-    let room = &mut into[kept..];
-    let capacity = room.len();
-    let body_len = response
-        .body()
-        .reader()
-        .read_to_end(room)
-        .await
-        .map_err(|e| match e {
-            reqwless::Error::BufferTooSmall => Fault::Local(body_too_large(capacity)),
-            e => Fault::Net(classify(Phase::Body, &e)),
-        })?;
-    Ok(Exchanged {
-        status,
-        retry_after: retry,
-        kept,
-        body_len,
-    })
 }

@@ -138,7 +138,9 @@ macro_rules! diag {
 }
 
 mod client;
+mod connect;
 mod error;
+mod exchange;
 mod http;
 #[cfg(feature = "mbedtls")]
 pub mod mbedtls;

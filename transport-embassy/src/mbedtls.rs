@@ -4,7 +4,7 @@
 //! tessera resolves the URL's host (stage `dns`), connects (`connect`), wraps the
 //! connection in an MbedTLS client session whose server name is the URL's host (SNI and the
 //! certificate's host check), completes the handshake (`tls`) and only then speaks HTTP
-//! through reqwless over the established session. A certificate that is refused therefore
+//! over the established session (the crate's one HTTP/1.1 exchange). A certificate that is refused therefore
 //! never sees a byte of HTTP: no secret and no token leaves the terminal.
 //!
 //! # What is checked
@@ -91,24 +91,23 @@ use core::cell::RefCell;
 use core::convert::Infallible;
 use core::ffi::CStr;
 use core::fmt;
-use core::net::{IpAddr, SocketAddr};
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::with_timeout;
-use embedded_nal_async::{AddrType, Dns, TcpConnect};
+use embedded_nal_async::{Dns, TcpConnect};
 use mbedtls_rs::sys;
 use mbedtls_rs::{
     AuthMode, Certificate, ClientSessionConfig, Session, SessionConfig, SessionError, TlsReference,
     TlsVersion, X509,
 };
-use reqwless::client::HttpConnection;
-use reqwless::request::{Method as HttpMethod, Request, RequestBuilder};
-use tessera_core::{Method, Stage, TransportError};
+use tessera_core::transport::Scheme;
+use tessera_core::{Stage, TransportError};
 
-use crate::error::{classify, Fault, Phase, TIMED_OUT};
-
-use crate::http::{read_response, Exchanged, Outgoing, Wire};
+use crate::connect::{connect, server_name, target};
+use crate::error::{Fault, TIMED_OUT};
+use crate::exchange::{exchange as over, Exchanged, Outgoing as Wired, Reached};
+use crate::http::{Outgoing, Wire};
 use crate::resources::Wipe;
 /// The mbedtls-rs this backend is built on (make the program's `Tls` with it).
 pub use mbedtls_rs;
@@ -534,48 +533,6 @@ impl<M: RawMutex> Drop for Held<'_, '_, M> {
 // One exchange
 // ---------------------------------------------------------------------------------------
 
-/// An `https://` URL's parts.
-struct Target<'u> {
-    host: &'u str,
-    port: u16,
-    path: &'u str,
-}
-
-const BAD_URL: TransportError = TransportError::new(Stage::Protocol, "the URL was not understood");
-
-fn target(url: &str) -> Result<Target<'_>, TransportError> {
-    let rest = url
-        .get(..8)
-        .filter(|s| s.eq_ignore_ascii_case("https://"))
-        .and_then(|_| url.get(8..))
-        .ok_or(BAD_URL)?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    // Never send a fragment; a bare query gets its path.
-    let path = path.split('#').next().unwrap_or_default();
-    if authority.contains('@') || path.starts_with('?') {
-        return Err(BAD_URL);
-    }
-    let path = if path.is_empty() { "/" } else { path };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or(BAD_URL)?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => 443,
-        Some(p) => p.parse::<u16>().map_err(|_| BAD_URL)?,
-    };
-    if host.is_empty() || host.len() > 253 {
-        return Err(BAD_URL);
-    }
-    Ok(Target { host, port, path })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn exchange<T: TcpConnect, D: Dns>(
     tls: TlsReference<'_>,
@@ -587,39 +544,31 @@ async fn exchange<T: TcpConnect, D: Dns>(
     into: &mut [u8],
     keep_headers: bool,
 ) -> Result<Exchanged, Fault> {
-    let to = target(out.url).map_err(Fault::Net)?;
-    let ip = match to.host.parse::<IpAddr>() {
-        Ok(ip) => ip,
-        Err(_) => wire
-            .dns
-            .get_host_by_name(to.host, AddrType::Either)
-            .await
-            .map_err(|_| Fault::Net(classify(Phase::Connect, &reqwless::Error::Dns)))?,
-    };
-    let conn = wire
-        .tcp
-        .connect(SocketAddr::new(ip, to.port))
-        .await
-        .map_err(|e| {
-            let e = reqwless::Error::Network(embedded_io::Error::kind(&e));
-            Fault::Net(classify(Phase::Connect, &e))
-        })?;
+    let to = target(out.url)?;
+    if to.scheme != Scheme::Https {
+        return Err(Fault::Local(tessera_core::Error::Insecure));
+    }
+    let conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
 
     // SNI and the host check: the URL's host, NUL-terminated, at the start of the request
     // buffer (not in this future: it stays small in a task's arena). MbedTLS copies it.
-    let bytes = to.host.as_bytes();
+    let bytes = server_name(&to).as_bytes();
     let capacity = tx.len();
-    let (name, tx) = tx
+    let (name, _) = tx
         .split_at_mut_checked(bytes.len() + 1)
-        .filter(|(_, rest)| !rest.is_empty())
         .ok_or(Fault::Local(tessera_core::Error::Capacity {
             field: "TLS request buffer",
-            needed: bytes.len() + 2,
+            needed: bytes.len() + 1,
             capacity,
         }))?;
     name[..bytes.len()].copy_from_slice(bytes);
     name[bytes.len()] = 0;
-    let server_name = CStr::from_bytes_with_nul(name).map_err(|_| Fault::Net(BAD_URL))?;
+    let server_name = CStr::from_bytes_with_nul(name).map_err(|_| {
+        Fault::Net(TransportError::new(
+            Stage::Protocol,
+            "the URL was not understood",
+        ))
+    })?;
     // In a block, so the configuration is not kept across the awaits below.
     let mut session = {
         let roots = roots.parse().map_err(Fault::Net)?;
@@ -640,44 +589,27 @@ async fn exchange<T: TcpConnect, D: Dns>(
     }
     diag!(debug, "tessera: TLS established with {}", to.host);
 
-    let result = async {
-        let mut http = HttpConnection::Plain(&mut session).into_buffered(tx);
-        let method = match out.method {
-            Method::Get => HttpMethod::GET,
-            Method::Post => HttpMethod::POST,
-            Method::Put => HttpMethod::PUT,
-            Method::Patch => HttpMethod::PATCH,
-            Method::Delete => HttpMethod::DELETE,
-            Method::Head => HttpMethod::HEAD,
-            Method::Options => HttpMethod::OPTIONS,
-        };
-        // An empty body is written as none (reqwless skips a zero-length body).
-        let request = Request::new(method, to.path)
-            .host(to.host)
-            .headers(out.headers)
-            .body(out.body)
-            .build();
-        let response = http
-            .send(request, rx)
-            .await
-            .map_err(|e| Fault::Net(after_handshake(Phase::Head, &e)))?;
-        read_response(response, into, keep_headers).await
-    }
+    let wired = Wired {
+        method: out.method,
+        to,
+        headers: out.headers,
+        body: out.body,
+    };
+    let mut reached = Reached::default();
+    let result = over(
+        &mut session,
+        true,
+        &wired,
+        rx,
+        into,
+        keep_headers,
+        wire.wall_now,
+        &mut reached,
+    )
     .await;
     // close_notify; the answer is in already, so a failure here changes nothing.
     let _ = session.close().await;
     result
-}
-
-/// After the handshake MbedTLS errors reach reqwless as `ErrorKind::Other`: a record the
-/// session could not decrypt or accept.
-fn after_handshake(phase: Phase, e: &reqwless::Error) -> TransportError {
-    match e {
-        reqwless::Error::Network(embedded_io::ErrorKind::Other) => {
-            TransportError::new(Stage::Tls, "TLS record error")
-        }
-        e => classify(phase, e),
-    }
 }
 
 /// A failed `Session::new` or handshake as a classified failure; `flags` are the
@@ -769,23 +701,6 @@ fn verify_detail(flags: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split_into_host_port_and_path() {
-        let t = target("https://api.example:8443/v1/token?x=1#frag").unwrap();
-        assert_eq!(
-            (t.host, t.port, t.path),
-            ("api.example", 8443, "/v1/token?x=1")
-        );
-        let t = target("HTTPS://api.example").unwrap();
-        assert_eq!((t.host, t.port, t.path), ("api.example", 443, "/"));
-        let t = target("https://[::1]:9/t").unwrap();
-        assert_eq!((t.host, t.port, t.path), ("::1", 9, "/t"));
-        assert!(target("http://api.example/").is_err());
-        assert!(target("https://user@api.example/").is_err());
-        assert!(target("https://api.example:99999/").is_err());
-        assert!(target("https:///x").is_err());
-    }
 
     #[test]
     fn verify_flags_name_the_first_reason() {

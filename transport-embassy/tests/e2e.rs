@@ -464,3 +464,45 @@ fn a_refused_refresh_parks_the_refresher_until_new_credentials_wake_it() {
     assert_eq!(sb.count(Endpoint::Token(kind)), 3);
     scenarios::audit();
 }
+
+#[test]
+fn hostile_answers_are_read_alike() {
+    scenarios::hostile_answers_are_read_alike(&Embassy);
+    scenarios::audit();
+}
+
+/// A `Retry-After` sent as an HTTP date is read once the application set the wall clock;
+/// before that only delay-seconds are (the date is ignored: the session's own backoff).
+#[test]
+fn retry_after_as_a_date_needs_the_wall_clock() {
+    use tessera_sandbox::HostileServer;
+    let answer =
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            .to_vec();
+    let server = HostileServer::raw(answer).unwrap();
+    let kind = ProviderKind::OAuth2;
+    let base = tessera_sandbox::base_url_at(&server.origin(), kind);
+    let retry_in = |wall: Option<u64>| {
+        let c = make_with(&base, kind, CLIENT_SECRET, false, false);
+        if let Some(secs) = wall {
+            c.client.set_wall_time(secs);
+        }
+        let mut out = [0u8; 64];
+        let e = async_io::block_on(c.client.token(&mut out)).expect_err("a 429");
+        match e {
+            Error::Token {
+                retry_at: Some(at), ..
+            } => at.saturating_duration_since(tessera_core::Clock::now(&c.clock)),
+            other => panic!("{other:?}"),
+        }
+    };
+    // 600 s before the date: the session waits 600 s (its cap), not its short backoff.
+    let dated = retry_in(Some(784_111_717 - 600));
+    assert!(
+        dated >= Duration::from_secs(590) && dated <= Duration::from_secs(600),
+        "{dated:?}"
+    );
+    let undated = retry_in(None);
+    assert!(undated < Duration::from_secs(60), "{undated:?}");
+}

@@ -67,6 +67,7 @@ pub use tessera_core::ProviderKind;
 mod clock;
 mod faults;
 mod gate;
+mod hostile;
 mod jwt;
 mod listener;
 #[cfg(feature = "suite")]
@@ -83,6 +84,7 @@ pub mod store_scenarios;
 pub use clock::ManualClock;
 pub use faults::{Fault, BROKEN_CHUNKED, GARBAGE_STATUS_LINE};
 pub use gate::Gate;
+pub use hostile::{Hostile, HostileServer, Outcome};
 pub use jwt::{iso8601_no_zone, issued_tokens};
 pub use listener::CountingListener;
 #[cfg(feature = "suite")]

@@ -746,6 +746,43 @@ pub fn each_transport_failure_is_classified(h: &impl Harness) {
     assert_no_secret(&texts);
 }
 
+/// The hostile answers of [`Hostile`](crate::Hostile), each from a raw server, through the
+/// transport: a `103 Early Hints` or a body followed by stray bytes still gives the token;
+/// chunked wins over a `Content-Length` (either order); `Transfer-Encoding: identity` is
+/// no coding; an endless `100 Continue` stream waits out the timeout; `Content-Length: +N`
+/// is refused. Every transport reads them alike (not in `scenario_tests!`: a transport opts
+/// in with its own `#[test]`).
+pub fn hostile_answers_are_read_alike(h: &impl Harness) {
+    use crate::{Hostile, HostileServer, Outcome};
+    let kind = ProviderKind::OAuth2;
+    for case in Hostile::ALL {
+        let server = HostileServer::start(case).unwrap();
+        let c = h.client_at(
+            &base_url_at(&server.origin(), kind),
+            kind,
+            CLIENT_SECRET,
+            false,
+        );
+        let got = c.token();
+        match case.outcome() {
+            Outcome::Token => assert_eq!(
+                got.map_err(|e| e.text).as_deref(),
+                Ok("hostile-ok"),
+                "{case:?}"
+            ),
+            Outcome::Fails(stage) => {
+                let e = got.expect_err(&format!("{case:?}"));
+                assert_eq!(
+                    e.cause.map(|s| s.as_str()),
+                    Some(stage),
+                    "{case:?}: {}",
+                    e.text
+                );
+            }
+        }
+    }
+}
+
 /// A provider that echoes the request (body and `Authorization`, secret included) in its
 /// error message: the message is kept, the secret is not, in any form the request used.
 pub fn an_echoed_secret_is_never_shown(h: &impl Harness) {

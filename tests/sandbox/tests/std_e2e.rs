@@ -314,3 +314,9 @@ fn a_redirect_is_not_followed_and_huge_headers_are_refused() {
     }
     assert_eq!(elsewhere.accepted(), 0, "a redirect was followed");
 }
+
+#[test]
+fn hostile_answers_are_read_alike() {
+    scenarios::hostile_answers_are_read_alike(&Std);
+    scenarios::audit();
+}

@@ -168,8 +168,9 @@ pub struct Target {
     /// `--cache FILE`: keep the token in this file (sealed, mode 0600, never the secret)
     /// so the next run reuses it while it lives.
     pub cache: Option<String>,
-    /// `--store redis://host:port[/db]`: share the token with every process using the same
-    /// credential through Redis (one provider request per token lifetime, fleet-wide).
+    /// `--store redis://host:port[/db]` (or `rediss://`, checked against `--ca`'s roots),
+    /// or `TESSERA_STORE`: share the token with every process using the same credential
+    /// through Redis (one provider request per token lifetime, fleet-wide).
     pub store: Option<String>,
 }
 
@@ -219,8 +220,12 @@ impl Target {
             (Some(_), Some(_)) => return Err("give --cache or --store, not both".into()),
             (Some(path), None) => Some(Arc::new(FileStore::new(path))),
             (None, Some(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                // `rediss://` is checked against the same roots as the provider (`--ca`).
+                // The URL may hold a password: shown without it.
+                let shown = tessera_core::transport::display_url(url);
                 Some(Arc::new(
-                    RedisStore::open(url).map_err(|e| format!("--store: {e}"))?,
+                    RedisStore::open_with(url, &options.trust)
+                        .map_err(|e| format!("--store {shown}: {e}"))?,
                 ))
             }
             (None, Some(_)) => {

@@ -1,8 +1,9 @@
 //! `tessera token --cache FILE` and `--store redis://…` with real processes: a script that
 //! runs the CLI twice sends one request; a fleet of processes started at once sends one
 //! request and gets one token; a bad secret costs the fleet one failed attempt; a process
-//! killed while it holds the fetch lease is replaced once its lease lapses. Against the
-//! sandbox and a real `redis-server` on loopback.
+//! killed while it holds the fetch lease is replaced once its lease lapses; `TESSERA_STORE`
+//! takes a `rediss://` URL with its password, checked against `--ca`. Against the sandbox
+//! and a real `redis-server` on loopback.
 
 use std::process::{Child, Command, Output, Stdio};
 
@@ -156,4 +157,57 @@ fn a_killed_lease_holder_is_replaced_when_its_lease_lapses() {
         2,
         "the killed holder's request and the successor's"
     );
+}
+
+#[test]
+fn tessera_store_takes_a_rediss_url_with_its_password_checked_against_ca() {
+    let sb = Sandbox::start().unwrap();
+    let password = "redis-pw-7f3a91";
+    let redis = RedisServer::start_tls_with_password(password);
+    let other = RedisServer::start_tls();
+    let dir = std::env::temp_dir().join(format!("tessera-cli-rediss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("redis-ca.pem");
+    std::fs::write(&ca, redis.ca_pem()).unwrap();
+    let wrong_ca = dir.join("other-ca.pem");
+    std::fs::write(&wrong_ca, other.ca_pem()).unwrap();
+    let url = redis
+        .tls_url()
+        .replacen("rediss://", &format!("rediss://:{password}@"), 1);
+    let run = |ca: &std::path::Path| {
+        tessera(&sb, CLIENT_SECRET, &["--ca", ca.to_str().unwrap()])
+            .env("TESSERA_STORE", &url)
+            .output()
+            .unwrap()
+    };
+    let first = run(&ca);
+    let second = run(&ca);
+    assert_eq!(line(&first)["ok"], true, "{}", line(&first));
+    assert_eq!(line(&first)["cached"], false);
+    assert_eq!(line(&second)["cached"], true, "shared through rediss://");
+    assert_eq!(requests(&sb), 1);
+    // A server the --ca roots do not vouch for: the store is refused (never used in the
+    // clear or unchecked), and the token is fetched alone.
+    let refused = run(&wrong_ca);
+    assert_eq!(line(&refused)["ok"], true, "{}", line(&refused));
+    assert_eq!(line(&refused)["cached"], false);
+    assert_eq!(requests(&sb), 2);
+    // The password is in no output.
+    for out in [&first, &second, &refused] {
+        for text in [&out.stdout, &out.stderr] {
+            assert!(!String::from_utf8_lossy(text).contains(password));
+        }
+    }
+    // A bad store URL says which, without its password.
+    let bad = tessera(&sb, CLIENT_SECRET, &[])
+        .env("TESSERA_STORE", format!("rediss://:{password}@/0"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!text.contains(password), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -21,7 +21,9 @@
 //! `--allow-insecure-http` says it is a LAN sandbox. `--ca` trusts exactly the certificates
 //! in the file instead of the compiled-in web roots. `--cache FILE` keeps the token (sealed,
 //! never the secret) for the next run, which then prints `"cached":true` and sends no
-//! request; `--store redis://…` shares it with every process using the same credential. Proxies come from `HTTPS_PROXY` /
+//! request; `--store redis://…` (or `rediss://`, checked against `--ca`'s roots; also read
+//! from `TESSERA_STORE`, so a password need not sit in the argument list) shares it with
+//! every process using the same credential. Proxies come from `HTTPS_PROXY` /
 //! `ALL_PROXY` (and `NO_PROXY`) for `https://` URLs; plaintext requests never use one.
 //!
 //! `--transport tokio` fetches with the async host client, tessera-tokio on reqwest, with the
@@ -277,6 +279,14 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
                 "--transport `{other}`: expected std, tokio or embassy"
             )))
         }
+    }
+    // The Redis URL may carry a password: TESSERA_STORE keeps it out of the argument list
+    // (which any user of the machine can read). --store and --cache take precedence.
+    let mut target = target;
+    if target.store.is_none() && target.cache.is_none() {
+        target.store = std::env::var("TESSERA_STORE")
+            .ok()
+            .filter(|s| !s.is_empty());
     }
     let options = tessera_std::Options {
         // One fetch and exit: nothing to refresh in the background.

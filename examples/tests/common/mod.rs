@@ -7,6 +7,8 @@ use std::process::Command;
 pub fn tessera_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.env_remove("TESSERA_CLIENT_SECRET");
+    // A developer's fleet store must not leak into the tests.
+    cmd.env_remove("TESSERA_STORE");
     for proxy in [
         "HTTPS_PROXY",
         "https_proxy",

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     tls: Option<Tls>,
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -50,20 +51,26 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one in plain TCP; panics with the install hint when `redis-server` is missing.
     pub fn start() -> RedisServer {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// Starts one that also speaks TLS (`--tls-port`, clients not asked for certificates),
     /// with a fresh CA and a server certificate for the IP address `127.0.0.1`.
     pub fn start_tls() -> RedisServer {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(tls: bool) -> RedisServer {
+    /// [`RedisServer::start_tls`], requiring `password` (`--requirepass`) from every client.
+    pub fn start_tls_with_password(password: &str) -> RedisServer {
+        Self::start_with(true, Some(password))
+    }
+
+    fn start_with(tls: bool, password: Option<&str>) -> RedisServer {
         for _ in 0..20 {
             let mut r = RedisServer {
                 port: free_port(),
                 tls: tls.then(|| Tls::mint(free_port())),
+                password: password.map(str::to_owned),
                 child: None,
             };
             if r.try_start() {
@@ -110,6 +117,9 @@ impl RedisServer {
                 .args(["--tls-ca-cert-file", &file("ca.pem")])
                 .args(["--tls-auth-clients", "no"]);
         }
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -135,15 +145,20 @@ impl RedisServer {
         false
     }
 
-    /// Sends one inline command on the plain port: the first line of the answer.
+    /// Sends one inline command on the plain port (after `AUTH` when the server has a
+    /// password): the first line of its answer.
     fn command(&self, command: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        if let Some(password) = &self.password {
+            s.write_all(format!("AUTH {password}\r\n").as_bytes())
+                .ok()?;
+            if read_line(&mut s)? != "+OK" {
+                return None;
+            }
+        }
         s.write_all(format!("{command}\r\n").as_bytes()).ok()?;
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(buf.get(..n)?).into_owned();
-        Some(text.lines().next()?.to_owned())
+        read_line(&mut s)
     }
 
     /// Empties every database (`FLUSHALL`): the records a fleet shares disappear, as when
@@ -176,6 +191,14 @@ impl RedisServer {
     pub fn ca_pem(&self) -> &str {
         &self.tls.as_ref().expect("started with start_tls").ca_pem
     }
+}
+
+/// The first line of a short answer.
+fn read_line(s: &mut TcpStream) -> Option<String> {
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(buf.get(..n)?).into_owned();
+    Some(text.lines().next()?.to_owned())
 }
 
 impl Tls {

@@ -362,7 +362,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         debug!(
             "tessera: token request {} {}",
             request.method(),
-            request.uri()
+            tessera_core::transport::display_url(&request.uri().to_string())
         );
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = match self.inner.http.run(request.map(|()| body.as_slice())) {

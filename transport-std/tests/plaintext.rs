@@ -7,6 +7,7 @@
 mod common;
 
 use common::{creds, oauth, options};
+use tessera_core::transport::UrlError;
 use tessera_core::{ErrorKind, ProviderKind, Stage};
 use tessera_sandbox::{CountingListener, Endpoint, Sandbox};
 use tessera_std::{http, Client, Error, Options, OwnedProvider, Proxy};
@@ -35,10 +36,19 @@ fn plaintext_off_the_machine_is_refused_before_connecting() {
         .unwrap_err();
     assert!(matches!(e, Error::Insecure), "{e:?}");
     assert_eq!(e.kind(), ErrorKind::Insecure);
-    let e = client
-        .call(get(&format!("ftp://127.0.0.1:{port}/api")))
-        .unwrap_err();
-    assert!(matches!(e, Error::Insecure), "{e:?}");
+    // Not a URL the core accepts: refused with what was wrong, before any connection. (A
+    // backslash or a %-escape in the host never gets this far: `http::Uri` refuses it.)
+    for (url, why) in [
+        (format!("ftp://127.0.0.1:{port}/api"), UrlError::Scheme),
+        (format!("http://user:pw@127.0.0.1:{port}/api"), UrlError::UserInfo),
+    ] {
+        let e = client.call(get(&url)).unwrap_err();
+        assert!(
+            matches!(e, Error::Core(tessera_std::core::Error::Url(w)) if w == why),
+            "{url}: {e:?}"
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidUrl);
+    }
 
     assert_eq!(listener.accepted(), 0, "nothing may reach the listener");
 }

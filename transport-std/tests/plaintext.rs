@@ -40,7 +40,10 @@ fn plaintext_off_the_machine_is_refused_before_connecting() {
     // backslash or a %-escape in the host never gets this far: `http::Uri` refuses it.)
     for (url, why) in [
         (format!("ftp://127.0.0.1:{port}/api"), UrlError::Scheme),
-        (format!("http://user:pw@127.0.0.1:{port}/api"), UrlError::UserInfo),
+        (
+            format!("http://user:pw@127.0.0.1:{port}/api"),
+            UrlError::UserInfo,
+        ),
     ] {
         let e = client.call(get(&url)).unwrap_err();
         assert!(

@@ -8,7 +8,7 @@ use core::fmt;
 
 use crate::credentials::Credentials;
 use crate::json::{JsonStr, Problem};
-use crate::redact::scrub;
+use crate::redact::{scrub, scrub_token};
 
 /// What went wrong with a token request or response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -330,6 +330,26 @@ impl Detail {
         let code = scrub(&mut self.code, credentials);
         let message = scrub(&mut self.message, credentials);
         let trace = scrub(&mut self.trace_id, credentials);
+        code | message | trace
+    }
+
+    /// Replaces a bearer or refresh `token` an API or a provider echoed (Shogun's validate
+    /// errors quote the token they were asked about), raw or in any encoding, with
+    /// `<redacted>` in the code, message and trace id. Whether any was found. A transport
+    /// does this to the failure of every request that carried a token; tokens shorter than
+    /// 8 bytes are not looked for.
+    ///
+    /// ```
+    /// use tessera_core::Detail;
+    /// # let mut detail = Detail::default();
+    /// // ... `detail` from Shogun's validate error quoting `eyJhbGciOi.payload.sig` ...
+    /// detail.redact_token("eyJhbGciOi.payload.sig");
+    /// assert!(!format!("{detail:?}").contains("eyJhbGciOi"));
+    /// ```
+    pub fn redact_token(&mut self, token: &str) -> bool {
+        let code = scrub_token(&mut self.code, token);
+        let message = scrub_token(&mut self.message, token);
+        let trace = scrub_token(&mut self.trace_id, token);
         code | message | trace
     }
 }

@@ -950,8 +950,15 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
 
     fn fail(&mut self, now: Instant, mut cause: Cause, retry_after: Option<Duration>) {
         if let Cause::Response(report) = &mut cause {
-            // A provider may echo the request, secret included, in its error text.
+            // A provider may echo the request, secret included, in its error text; a
+            // refresh request carries the refresh token, and the cached token may be quoted.
             report.detail.redact(&self.credentials);
+            if self.cached.is_some() {
+                report.detail.redact_token(self.grant.access_token());
+                if let Some(refresh) = self.grant.refresh_token() {
+                    report.detail.redact_token(refresh);
+                }
+            }
         }
         // Retrying cannot help refused credentials (and may lock the account) nor a URL
         // that may not carry the secret.

@@ -782,3 +782,25 @@ fn the_refresher_sleeps_until_something_can_change_never_in_the_past() {
     // The token expires: nothing to keep fresh.
     assert_eq!(s.refresher_step(at(3600 * SEC)), Step::Park);
 }
+
+#[test]
+fn a_refresh_failure_that_quotes_the_cached_token_does_not_keep_it() {
+    let mut s = session(Config::default());
+    let body = r#"{"access_token":"tok-4f1a9c2e77","token_type":"Bearer","expires_in":600,"refresh_token":"ref-7d21b0a9c3"}"#;
+    let t = fetch_ticket(&mut s, at(0));
+    s.on_response(t, at(0), 200, None, body.as_bytes());
+    let Poll::Refresh(_, t) = s.poll(at(540 * SEC)) else {
+        panic!("no refresh")
+    };
+    let echo = br#"{"error":"invalid_request","error_description":"bad: refresh_token=ref-7d21b0a9c3 for tok-4f1a9c2e77"}"#;
+    s.on_response(t, at(540 * SEC), 400, None, echo);
+    let text = format!("{} {:?}", s.failure().unwrap(), s.failure().unwrap());
+    assert!(
+        !text.contains("ref-7d21b0a9c3") && !text.contains("tok-4f1a9c2e77"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refresh_token=<redacted> for <redacted>"),
+        "{text}"
+    );
+}

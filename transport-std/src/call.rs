@@ -102,14 +102,19 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     info.store(&r).map_err(Error::Core)?;
                     Ok(info)
                 }
-                Err(e) => Err(Error::Token {
-                    failure: Box::new(Failure {
-                        cause: Cause::Response(e.to_report()),
-                        at: self.inner.clock.now(),
-                    }),
-                    retry_in: None,
-                    source: None,
-                }),
+                Err(e) => {
+                    // Shogun's validate errors may quote the token they were asked about.
+                    let mut report = e.to_report();
+                    report.detail.redact_token(token.as_str());
+                    Err(Error::Token {
+                        failure: Box::new(Failure {
+                            cause: Cause::Response(report),
+                            at: self.inner.clock.now(),
+                        }),
+                        retry_in: None,
+                        source: None,
+                    })
+                }
             };
         }
     }

@@ -1,5 +1,5 @@
-//! Desktop unit tests of a user's payment flow against the sandbox, as the README shows them
-//! (`readme_shows_this_test` below keeps the two the same).
+//! Desktop unit tests of a user's payment flow against the sandbox, as the READMEs show them
+//! (`readme_shows_this_test` below keeps them the same).
 
 // --- README ---
 // Your code (src/payments.rs): a payment through a tessera-std client.
@@ -95,4 +95,22 @@ fn readme_shows_this_test() {
         include_str!("../README.md").contains(shown),
         "tests/sandbox/README.md must show tests/payment_flow.rs between its markers, verbatim"
     );
+    // The main README shows an excerpt, marked as one.
+    let marker = "<!-- excerpt: tests/sandbox/tests/payment_flow.rs -->\n```rust\n";
+    let excerpts: Vec<&str> = include_str!("../../../README.md")
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert_eq!(
+        excerpts.len(),
+        1,
+        "README.md's excerpt of this file, and its marker"
+    );
+    for excerpt in excerpts {
+        assert!(
+            this.contains(excerpt),
+            "README.md's excerpt is not in tests/sandbox/tests/payment_flow.rs:\n{excerpt}"
+        );
+    }
 }

@@ -13,8 +13,10 @@ use crate::providers::{echo, respond, route, JSON_TYPE};
 use crate::server::Conn;
 use crate::{Endpoint, Gate, ProviderKind};
 
-/// A fault to inject into the next request(s) to an endpoint.
+/// A fault to inject into the next request(s) to an endpoint. New kinds of fault may be
+/// added in a minor version (`non_exhaustive`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Wait this long, then answer normally.
     Delay(Duration),

@@ -99,8 +99,10 @@ pub const CLIENT_SECRET: &str = "s3cr3t: \"quoted\" back\\slash é";
 /// Scopes granted (OAuth `scope`, StoneX `scope`, Shogun `authorities`).
 pub const SCOPES: [&str; 2] = ["TRANSACTION_READ", "TRANSACTION_WRITE"];
 
-/// An endpoint, for counting requests and injecting faults.
+/// An endpoint, for counting requests and injecting faults. More may be added in a minor
+/// version (`non_exhaustive`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Endpoint {
     /// A provider's token endpoint.
     Token(ProviderKind),

@@ -108,6 +108,11 @@ mod http;
 mod middleware;
 mod options;
 
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use reqwest;
 pub use tessera_core as core;
 pub use tessera_host::{

@@ -11,6 +11,8 @@
 //! - [`Trust`]: which roots a server certificate must chain to (no "verify nothing").
 //! - [`Proxy`]: which proxy `https://` requests take; plaintext never takes one.
 //! - [`classify`]: socket and TLS failures as the core's transport stages.
+//! - [`store`]: the token stores' records, names and rules ([`FileStore`], the Redis keys,
+//!   the fetch lease), so blocking and async processes with one credential share one token.
 //!
 //! Why a crate and not the core: these need `std` (strings, files, the environment, the
 //! system clock) and the core is `no_std` without a heap. Why not inside one client crate:
@@ -26,6 +28,7 @@ mod clock;
 pub mod defaults;
 mod provider;
 mod proxy;
+pub mod store;
 mod token;
 mod trust;
 
@@ -34,5 +37,6 @@ pub use tessera_core as core;
 pub use clock::{StdClock, SystemWallClock, WallClock};
 pub use provider::OwnedProvider;
 pub use proxy::{Proxy, ProxyError, ProxyUrl, Resolved};
+pub use store::{Binding, FileStore, Lease, StoreError, StoreKey, TokenStore};
 pub use token::Token;
 pub use trust::{Roots, Trust, TrustError};

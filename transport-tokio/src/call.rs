@@ -45,7 +45,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     debug!(
                         "tessera: 401 from a downstream call: token rejected, fetching a new one"
                     );
-                    self.reject(&token);
+                    self.reject_and_discard(&token).await;
                     request = again;
                 }
                 _ => return Ok(response),
@@ -133,7 +133,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 })?;
             if rule.after(status) == AfterCall::RejectAndRetry {
                 debug!("tessera: 401 from validate: token rejected, fetching a new one");
-                self.reject(&token);
+                self.reject_and_discard(&token).await;
                 continue;
             }
             return match shogun.parse_validate(status, &body) {

@@ -3,14 +3,14 @@
 //! lock held, a [`Notify`] for tasks waiting on a fetch and for the refresher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tessera_core::session::{Cause, Completion, Failure, Poll, Session, Step, Ticket};
 use tessera_core::transport::{body_too_large, retry_after};
 use tessera_core::{
-    Bearer, Clock, Credentials, Grant, Instant, Provider, Stage, TransportError,
+    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, Stage, TransportError,
     DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
 };
 use tessera_host::{StdClock, Token};
@@ -19,8 +19,10 @@ use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
 use crate::error::{cause, Error};
+use crate::fleet;
 use crate::http::{read_body, wiped_body, BodyError, Http, SendError};
 use crate::options::Options;
+use crate::store::TokenStore;
 
 /// The network error behind the session's last failure, kept for [`Error::Token`]'s
 /// `source()`.
@@ -41,6 +43,15 @@ pub(crate) struct Inner<P, const TOKEN: usize, const REFRESH: usize> {
     changed: Notify,
     /// Token requests this client sent to the provider.
     requests: AtomicU64,
+    /// The token store failed and has not answered since (warned once).
+    pub(crate) store_down: AtomicBool,
+    /// The fleet's lease was held past the wait (warned once until a lease is had again).
+    pub(crate) lease_stuck: AtomicBool,
+    /// The session's refusal is the fleet's (adopted from the store, or stored there): it
+    /// ends when the store's record goes.
+    pub(crate) refusal_shared: AtomicBool,
+    /// The store's record of the cached token, as this process restored or saved it.
+    pub(crate) record: Mutex<Option<fleet::Record>>,
     pub(crate) http: Http,
     pub(crate) clock: Arc<dyn Clock + Send + Sync>,
     pub(crate) options: Options,
@@ -145,6 +156,10 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 last_error: Mutex::new(None),
                 changed: Notify::new(),
                 requests: AtomicU64::new(0),
+                store_down: AtomicBool::new(false),
+                lease_stuck: AtomicBool::new(false),
+                refusal_shared: AtomicBool::new(false),
+                record: Mutex::new(None),
                 http: Http::new(&options)?,
                 clock,
                 options,
@@ -166,6 +181,9 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     /// Cancellation-safe: dropped mid-fetch, it gives the fetch back to the session (no
     /// failure, no backoff), so the next caller fetches at once.
     pub async fn token(&self) -> Result<Token, Error> {
+        // The fleet's refusal is looked up at most once per call, so a record that reads
+        // as gone can never turn one call into a loop of requests.
+        let mut looked = false;
         loop {
             // Registered before the session is read, so a fetch that completes between the
             // read and the wait below still wakes this task.
@@ -184,7 +202,15 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                         let retry_in = Some(until.saturating_duration_since(now));
                         return Err(self.token_error(&session, retry_in));
                     }
-                    Poll::Failed(_) => return Err(self.token_error(&session, None)),
+                    Poll::Failed(kind) => {
+                        let store = self.inner.options.store.clone();
+                        match (kind, store, looked) {
+                            (ErrorKind::InvalidCredentials, Some(store), false) => {
+                                Next::Refused(store)
+                            }
+                            _ => return Err(self.token_error(&session, None)),
+                        }
+                    }
                 }
             };
             match next {
@@ -193,6 +219,12 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     return Ok(token);
                 }
                 Next::Fetch(held) => self.fetch(held).await,
+                Next::Refused(store) => {
+                    looked = true;
+                    if self.fleet_refusal_gone(store.as_ref()).await {
+                        self.lock().retry();
+                    }
+                }
                 Next::Wait(limit) => {
                     // Woken when the fetch lands; at its deadline the session abandons it.
                     let limit = limit.max(Duration::from_millis(1));
@@ -266,9 +298,20 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     /// session. No lock is held across an await; dropped before the outcome is in, `held`
     /// gives the ticket back.
     async fn fetch(&self, mut held: Held<P, TOKEN, REFRESH>) {
+        let store = self.inner.options.store.clone();
+        let lease = match &store {
+            Some(store) => match self.before_fetch(store, &mut held.ticket).await {
+                fleet::Before::Settled => {
+                    self.inner.changed.notify_waiters();
+                    return;
+                }
+                fleet::Before::Fetch(lease) => lease,
+            },
+            None => None,
+        };
         let outcome = self.exchange(held.ticket.as_ref()).await;
         let now = self.inner.clock.now();
-        {
+        let completion = {
             let mut session = self.lock();
             let Some(ticket) = held.take() else { return };
             let completion = match outcome {
@@ -299,8 +342,13 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 (Completion::Failed, Some(_failure)) => warn!("tessera: {completion}: {_failure}"),
                 _ => debug!("tessera: {completion}"),
             }
-        }
+            completion
+        };
+        // The waiters go on with the session's answer; the fleet hears it after.
         self.inner.changed.notify_waiters();
+        if let (Some(store), Some(lease)) = (&store, lease) {
+            self.after_fetch(store.as_ref(), lease, &completion).await;
+        }
     }
 
     /// The token request for `ticket` on the wire. Every buffer tessera filled with the
@@ -392,7 +440,36 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
 
     /// Reports `token` rejected by a downstream API: it is dropped if it is still the cached
     /// one, so the next [`Client::token`] fetches a new one. Returns whether it was dropped.
+    ///
+    /// It is never served again: the session refuses to restore it, and a store that still
+    /// holds the record this client restored or saved for it has that record removed (only
+    /// that one: a fresher token another process stored is kept).
     pub fn reject(&self, token: &Token) -> bool {
+        let dropped = self.drop_rejected(token);
+        if let (true, Some(store)) = (dropped, &self.inner.options.store) {
+            // The store forgets it too, in a task: `reject` does not wait on the store.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (me, store, token) = (self.clone(), Arc::clone(store), token.clone());
+                drop(runtime.spawn(async move {
+                    me.discard_rejected(store.as_ref(), &token).await;
+                }));
+            }
+        }
+        dropped
+    }
+
+    /// [`Client::reject`], waiting until the store has forgotten the token too (the 401
+    /// rule of [`Client::call`] uses this, so the retry's refetch cannot restore it).
+    pub(crate) async fn reject_and_discard(&self, token: &Token) -> bool {
+        let dropped = self.drop_rejected(token);
+        if let (true, Some(store)) = (dropped, &self.inner.options.store) {
+            self.discard_rejected(store.as_ref(), token).await;
+        }
+        dropped
+    }
+
+    /// The session's side of a rejection.
+    fn drop_rejected(&self, token: &Token) -> bool {
         let mut session = self.lock();
         let mut last = self
             .inner
@@ -501,6 +578,8 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
 
 enum Next<P: Provider, const TOKEN: usize, const REFRESH: usize> {
     Refresh(Token, Held<P, TOKEN, REFRESH>),
+    /// Refused: ask the store once whether the fleet's refusal is gone.
+    Refused(Arc<dyn TokenStore>),
     Fetch(Held<P, TOKEN, REFRESH>),
     Wait(Duration),
 }

@@ -13,6 +13,9 @@
 //! - [`TokenLayer`] (feature `middleware`) gives an existing
 //!   `reqwest_middleware::ClientWithMiddleware` the same, as one layer.
 //! - [`Client::start_refresher`] keeps the token fresh from a task of its own.
+//! - [`Options::store`]: a [`FileStore`] or a `RedisStore` (feature `redis`) with
+//!   tessera-std's records, so blocking and async processes with one credential share one
+//!   token (one provider request per token lifetime, fleet-wide).
 //! - Every future is cancellation-safe: one dropped mid-fetch (a `tokio::time::timeout`, a
 //!   `select!`) gives its ticket back through the core, so the next caller fetches at once.
 //!
@@ -103,10 +106,14 @@ macro_rules! warn {
 mod call;
 mod client;
 mod error;
+mod fleet;
 mod http;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod options;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod store;
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]
@@ -125,3 +132,6 @@ pub use error::{classify, Error};
 #[cfg(feature = "middleware")]
 pub use middleware::TokenLayer;
 pub use options::Options;
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
+pub use store::{Binding, FileStore, Lease, StoreError, StoreFuture, StoreKey, TokenStore};

@@ -87,7 +87,7 @@ where
                     debug!(
                         "tessera: 401 through the middleware: token rejected, fetching a new one"
                     );
-                    self.client.reject(&token);
+                    self.client.reject_and_discard(&token).await;
                     request = again;
                 }
                 _ => return Ok(response),

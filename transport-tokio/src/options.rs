@@ -37,11 +37,21 @@ pub struct Options {
     /// Which proxy `https://` requests go through. Default [`Proxy::Env`]. A plaintext
     /// `http://` request never goes through a proxy.
     pub proxy: Proxy,
-    /// The wall clock: `Retry-After` dates are read against it. Default the system's;
+    /// Where the token is kept beyond this process's memory: a [`FileStore`](crate::FileStore)
+    /// for a process that restarts, a `RedisStore` (feature `redis`) for a fleet. The same
+    /// records as tessera-std's, so blocking and async processes share one token. Default
+    /// none.
+    pub store: Option<Arc<dyn crate::TokenStore>>,
+    /// The key that seals stored tokens: `None` (default) derives it from the client secret;
+    /// an application key (from a secrets manager) protects a weak secret from offline
+    /// guessing against a stolen snapshot.
+    pub store_key: Option<crate::StoreKey>,
+    /// The wall clock: `Retry-After` dates and stored tokens' expiry are read against it.
+    /// Default the system's;
     /// tests inject one that moves with their monotonic clock.
     pub wall_clock: Arc<dyn WallClock>,
-    /// How wrong this host's wall clock may be (NTP's error plus skew between hosts).
-    /// Default 2 s.
+    /// How wrong this host's wall clock may be (NTP's error plus skew between hosts): a
+    /// stored token is used for that much less than its life. Default 2 s.
     pub wall_clock_uncertainty: Duration,
 }
 
@@ -58,6 +68,8 @@ impl Default for Options {
             refresh_in_background: true,
             trust: Trust::default(),
             proxy: Proxy::default(),
+            store: None,
+            store_key: None,
             wall_clock: Arc::new(SystemWallClock),
             wall_clock_uncertainty: defaults::WALL_CLOCK_UNCERTAINTY,
         }

@@ -51,7 +51,7 @@ fn a_wrong_secret_is_tried_once_and_a_lockout_is_sat_out() {
     let api = sandbox.protected_url(SHOGUN).parse().unwrap();
     let clock = ManualClock::new();
 
-    // A terminal with last year's secret: refused once, and never retried on its own.
+    // A terminal with last year's secret: refused once, not retried before refusal_retry.
     let stale = terminal(&sandbox, "last-years-secret", &clock);
     let refused = pay(&stale, &api, 3).unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::InvalidCredentials);

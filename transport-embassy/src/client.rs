@@ -28,6 +28,7 @@ use crate::error::{Error, Fault};
 use crate::http::{
     exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
 };
+use crate::kept::Pool;
 #[cfg(feature = "mbedtls")]
 use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
 use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
@@ -91,6 +92,10 @@ impl fmt::Debug for Token<'_> {
             .finish()
     }
 }
+
+/// How many plain-HTTP connections a client keeps (token host and API host are often two
+/// origins). Each is one socket of the network stack's pool while it is kept.
+pub const KEPT_CONNECTIONS: usize = 2;
 
 /// How many distinct tasks can wait for a fetch without extra wake-ups. More waiters are
 /// still woken (all of them, once more), never lost.
@@ -159,7 +164,7 @@ pub struct Client<
     'r,
     M: RawMutex,
     P,
-    T,
+    T: TcpConnect + 'r,
     D,
     C = EmbassyClock,
     const TOKEN: usize = 2048,
@@ -175,6 +180,8 @@ pub struct Client<
     tls: Option<TlsShared<'r, M>>,
     #[cfg(feature = "mbedtls")]
     mbedtls: Option<MbedtlsShared<'r, M>>,
+    /// Plain-HTTP connections kept for the next request to their origin.
+    kept: Mutex<M, RefCell<Pool<T::Connection<'r>, KEPT_CONNECTIONS>>>,
 }
 
 /// The optional parts of a [`Client`]: settings, clock, TLS. From [`Client::builder`].
@@ -194,8 +201,16 @@ pub struct Builder<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize> 
     mbedtls: Option<Mbedtls<'r>>,
 }
 
-impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REFRESH: usize>
-    Builder<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C: Clock,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Builder<'r, M, P, T, D, C, TOKEN, REFRESH>
 {
     /// Lifecycle settings and the network timeout.
     pub fn settings(mut self, settings: Settings) -> Self {
@@ -280,6 +295,7 @@ impl<'r, M: RawMutex, P: Provider, T, D, C: Clock, const TOKEN: usize, const REF
             tls,
             #[cfg(feature = "mbedtls")]
             mbedtls: self.mbedtls.map(MbedtlsShared::new),
+            kept: Mutex::new(RefCell::new(Pool::new())),
         }
     }
 }
@@ -369,13 +385,19 @@ where
         self.shared.lock(|cell| f(&mut cell.borrow_mut()))
     }
 
-    fn wire(&self) -> Wire<'_, T, D> {
+    fn wire(&self) -> Wire<'r, T, D> {
         Wire {
             tcp: self.tcp,
             dns: self.dns,
             timeout: self.timeout,
             wall_now: self.wall_now(),
         }
+    }
+
+    /// Closes every kept connection now (before a deep sleep or a network change; they
+    /// would otherwise be closed when they idle out or are found dead).
+    pub fn close_connections(&self) {
+        self.kept.lock(|p| p.borrow_mut().clear());
     }
 
     /// Sets the wall clock (Unix seconds now, from SNTP or an RTC): a `Retry-After` sent as
@@ -641,12 +663,25 @@ where
             headers: &list,
             body: bytes(&p.body),
         };
-        exchange(&self.wire(), conn, out, headers, body, false)
-            .await
-            .map_err(|f| match f {
-                Fault::Net(e) => Cause::Transport(e),
-                Fault::Local(e) => Cause::Local(e),
-            })
+        // A token request (a POST with no Idempotency-Key) is not sent again when a kept
+        // connection is found closed: the server may have taken it before the connection
+        // died (a refusal counts towards a lockout), so it fails as `io` and the session's
+        // backoff (with the cached token still served) decides the next attempt.
+        exchange(
+            &self.wire(),
+            &self.kept,
+            conn,
+            out,
+            headers,
+            body,
+            false,
+            false,
+        )
+        .await
+        .map_err(|f| match f {
+            Fault::Net(e) => Cause::Transport(e),
+            Fault::Local(e) => Cause::Local(e),
+        })
     }
 
     #[cfg(feature = "tls")]
@@ -755,6 +790,13 @@ where
         if https && (tls.is_none() || !self.has_tls()) {
             return Err(Error::Transport(NO_TLS));
         }
+        // Sent again on a new connection if a kept one is found closed: only when repeating
+        // it is harmless (issue: a payment never reaches the API twice without its key).
+        let safe = request.method.is_idempotent()
+            || request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
         let mut rule = Downstream::new();
         let head = Wipe(head);
         let done = loop {
@@ -796,7 +838,7 @@ where
                     false => None,
                     true => self.tls_conn(record),
                 };
-                exchange(&self.wire(), conn, out, rx, body, true).await
+                exchange(&self.wire(), &self.kept, conn, out, rx, body, true, safe).await
             };
             let x = sent.map_err(Error::from)?;
             match rule.after(x.status) {
@@ -816,6 +858,7 @@ where
         let (kept, rest) = body.split_at(done.kept.min(body.len()));
         Ok(ApiResponse::new(
             done.status,
+            done.connection,
             kept,
             rest.get(..done.body_len).unwrap_or_default(),
         ))
@@ -1101,14 +1144,33 @@ fn is_https(url: &str) -> bool {
 /// A ticket and the fetch buffers, owned by the task running the fetch. Dropped (the fetch
 /// ended, or its future was dropped): the buffers are wiped and returned, a ticket still
 /// held is released (no failure, no backoff), and waiters are woken.
-struct Held<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> {
+struct Held<
+    'c,
+    'r,
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect + 'r,
+    D,
+    C,
+    const TOKEN: usize,
+    const REFRESH: usize,
+> {
     client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
     ticket: Option<Ticket>,
     bufs: Option<FetchBuffers<'r>>,
 }
 
-impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Held<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<
+        'c,
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Held<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
 {
     fn new(
         client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
@@ -1123,8 +1185,16 @@ impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRES
     }
 }
 
-impl<M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> Drop
-    for Held<'_, '_, M, P, T, D, C, TOKEN, REFRESH>
+impl<
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Drop for Held<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>
 {
     fn drop(&mut self) {
         if let Some(bufs) = self.bufs.as_mut() {
@@ -1150,13 +1220,31 @@ impl<M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize
 
 /// Marks the refresher running while its future lives; a refresh handed to it and not
 /// started is released when it stops.
-struct Running<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
-{
+struct Running<
+    'c,
+    'r,
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect + 'r,
+    D,
+    C,
+    const TOKEN: usize,
+    const REFRESH: usize,
+> {
     client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
 }
 
-impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Running<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<
+        'c,
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Running<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
 {
     fn start(client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>) -> Self {
         client
@@ -1166,8 +1254,16 @@ impl<'c, 'r, M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRES
     }
 }
 
-impl<M: RawMutex, P: Provider, T, D, C, const TOKEN: usize, const REFRESH: usize> Drop
-    for Running<'_, '_, M, P, T, D, C, TOKEN, REFRESH>
+impl<
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Drop for Running<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>
 {
     fn drop(&mut self) {
         self.client.shared.lock(|cell| {

@@ -10,6 +10,7 @@ use tessera_core::transport::{body_too_large, retry_after, Target};
 use tessera_core::{Method, Stage, TransportError};
 
 use crate::error::Fault;
+use crate::kept::{Connection, Handshake};
 
 /// One request, as the exchange writes it.
 pub(crate) struct Outgoing<'r> {
@@ -22,8 +23,6 @@ pub(crate) struct Outgoing<'r> {
 
 /// What one exchange produced; the kept headers and the body are in the caller's buffer.
 #[derive(Clone, Copy, Debug)]
-// `reusable` and `idle_timeout` are for kept connections (the pool reads them).
-#[allow(dead_code)]
 pub(crate) struct Exchanged {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<core::time::Duration>,
@@ -36,6 +35,8 @@ pub(crate) struct Exchanged {
     pub(crate) reusable: bool,
     /// The server's `Keep-Alive: timeout=`, if any.
     pub(crate) idle_timeout: Option<core::time::Duration>,
+    /// A new or a kept connection, and its handshake (set by the caller, who knows).
+    pub(crate) connection: Connection,
 }
 
 /// How far an exchange got: whether any byte of the answer was read (a request on a kept
@@ -198,5 +199,13 @@ pub(crate) async fn exchange<C: Read + Write>(
         body_len: written,
         reusable: head.keep && !extra && !reader.until_close(),
         idle_timeout: head.idle_timeout,
+        connection: Connection {
+            reused: false,
+            handshake: if tls {
+                Handshake::Full
+            } else {
+                Handshake::None
+            },
+        },
     })
 }

@@ -3,14 +3,20 @@
 
 use core::fmt;
 
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{with_timeout, Duration};
 use embedded_nal_async::{Dns, TcpConnect};
-use tessera_core::Method;
+use tessera_core::transport::Target;
+use tessera_core::{Method, Stage, TransportError};
 
 use crate::connect::{connect, target};
 use crate::error::{Fault, TIMED_OUT};
 pub(crate) use crate::exchange::Exchanged;
 use crate::exchange::{exchange as over, Outgoing as Wired, Reached};
+use crate::kept::{idle_for, Connection, Pool};
 
 /// How many extra headers a downstream call may carry.
 pub const MAX_EXTRA_HEADERS: usize = 8;
@@ -103,15 +109,17 @@ impl<'r> ApiRequest<'r> {
 #[derive(Clone, Copy)]
 pub struct ApiResponse<'b> {
     status: u16,
+    connection: Connection,
     /// `name:value\n` lines, names lowercased.
     head: &'b str,
     body: &'b [u8],
 }
 
 impl<'b> ApiResponse<'b> {
-    pub(crate) fn new(status: u16, head: &'b [u8], body: &'b [u8]) -> Self {
+    pub(crate) fn new(status: u16, connection: Connection, head: &'b [u8], body: &'b [u8]) -> Self {
         ApiResponse {
             status,
+            connection,
             head: core::str::from_utf8(head).unwrap_or_default(),
             body,
         }
@@ -120,6 +128,13 @@ impl<'b> ApiResponse<'b> {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// Whether the call went on a new connection or a kept one, and the TLS handshake it
+    /// cost (`none` on a kept connection or plain HTTP). A 401 retried counts as the
+    /// retry's.
+    pub fn connection(&self) -> Connection {
+        self.connection
     }
 
     /// The body.
@@ -186,16 +201,25 @@ pub(crate) struct Outgoing<'r> {
     pub(crate) body: &'r [u8],
 }
 
-/// Sends `out` on a new connection and reads the answer: the request and then the head in
-/// `rx`, then (when `keep_headers`) the response headers and the body into `into`. Bounded
-/// by the wire's timeout.
-pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
-    wire: &Wire<'_, T, D>,
+/// Sends `out` and reads the answer: the request and then the head in `rx`, then (when
+/// `keep_headers`) the response headers and the body into `into`. Bounded by the wire's
+/// timeout.
+///
+/// Plain HTTP goes on a connection kept in `kept` for the origin when there is one. Found
+/// dead (the server closed it while idle: an I/O failure before any byte of the answer),
+/// the request is sent again once on a new connection only when `safe` (idempotent, or an
+/// `Idempotency-Key`); otherwise it is an `io` failure, and the API saw it at most once. A
+/// connection is kept after an answer whose framing left no doubt.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: usize>(
+    wire: &Wire<'k, T, D>,
+    kept: &Mutex<M, RefCell<Pool<T::Connection<'k>, N>>>,
     tls: Option<TlsConn<'_>>,
     out: Outgoing<'_>,
     rx: &mut [u8],
     into: &mut [u8],
     keep_headers: bool,
+    safe: bool,
 ) -> Result<Exchanged, Fault> {
     let work = async {
         let to = target(out.url)?;
@@ -206,10 +230,44 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
             body: out.body,
         };
         let mut reached = Reached::default();
-        let mut conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
         match tls {
             None => {
-                over(
+                let now = embassy_time::Instant::now();
+                let taken = kept.lock(|p| p.borrow_mut().take(&to, now));
+                if let Some(mut conn) = taken {
+                    let sent = over(
+                        &mut conn,
+                        false,
+                        &wired,
+                        rx,
+                        into,
+                        keep_headers,
+                        wire.wall_now,
+                        &mut reached,
+                    )
+                    .await;
+                    match sent {
+                        Ok(mut x) => {
+                            x.connection.reused = true;
+                            keep(kept, &to, conn, &x);
+                            return Ok(x);
+                        }
+                        Err(Fault::Net(e)) if e.stage == Stage::Io && !reached.answered => {
+                            drop(conn);
+                            if !safe {
+                                return Err(Fault::Net(DEAD_NOT_RESENT));
+                            }
+                            diag!(
+                                debug,
+                                "tessera: a kept connection was closed by the server; sending again on a new one"
+                            );
+                        }
+                        // Closed (dropped): never kept after a failure.
+                        Err(e) => return Err(e),
+                    }
+                }
+                let mut conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
+                let x = over(
                     &mut conn,
                     false,
                     &wired,
@@ -219,11 +277,15 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
                     wire.wall_now,
                     &mut reached,
                 )
-                .await
+                .await?;
+                keep(kept, &to, conn, &x);
+                Ok(x)
             }
             #[cfg(feature = "tls")]
             Some(t) => {
-                let mut session = crate::tls::open(conn, crate::connect::server_name(&to), t).await?;
+                let conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
+                let mut session =
+                    crate::tls::open(conn, crate::connect::server_name(&to), t).await?;
                 let result = over(
                     &mut session,
                     true,
@@ -246,5 +308,27 @@ pub(crate) async fn exchange<T: TcpConnect, D: Dns>(
     match with_timeout(wire.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Fault::Net(TIMED_OUT)),
+    }
+}
+
+/// A kept connection found closed, with a request that may not be sent twice.
+pub(crate) const DEAD_NOT_RESENT: TransportError = TransportError::new(
+    Stage::Io,
+    "the kept connection was closed by the server; a request that is not idempotent is not sent again",
+);
+
+/// Keeps `conn` for `to`'s origin when the answer allows it; otherwise drops (closes) it.
+fn keep<C, M: RawMutex, const N: usize>(
+    kept: &Mutex<M, RefCell<Pool<C, N>>>,
+    to: &Target<'_>,
+    conn: C,
+    x: &Exchanged,
+) {
+    match (x.reusable, idle_for(x.idle_timeout)) {
+        (true, Some(idle)) => {
+            let now = embassy_time::Instant::now();
+            kept.lock(|p| p.borrow_mut().put(to, conn, idle, now));
+        }
+        _ => drop(conn),
     }
 }

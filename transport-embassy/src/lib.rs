@@ -142,15 +142,17 @@ mod connect;
 mod error;
 mod exchange;
 mod http;
+mod kept;
 #[cfg(feature = "mbedtls")]
 pub mod mbedtls;
 mod resources;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use client::{Builder, Client, EmbassyClock, Settings, Token};
+pub use client::{Builder, Client, EmbassyClock, Settings, Token, KEPT_CONNECTIONS};
 pub use error::Error;
 pub use http::{ApiRequest, ApiResponse, MAX_EXTRA_HEADERS};
+pub use kept::{Connection, Handshake};
 pub use resources::{snapshot_capacity, CallBuffers, Resources};
 pub use tessera_core as core;
 #[cfg(feature = "tls")]

@@ -506,3 +506,60 @@ Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     let undated = retry_in(None);
     assert!(undated < Duration::from_secs(60), "{undated:?}");
 }
+
+#[test]
+fn calls_share_one_kept_connection() {
+    scenarios::calls_share_one_kept_connection(&Embassy);
+    scenarios::audit();
+}
+
+/// A POST found on a dead kept connection: without an `Idempotency-Key` it is an `io`
+/// failure and the API never saw it twice (here: not at all); with one it is sent again
+/// once on a new connection and answered. The connection each call used is reported.
+#[test]
+fn a_dead_kept_connection_resends_only_what_may_be_repeated() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = make_with(&sb.base_url(kind), kind, CLIENT_SECRET, false, false);
+    let url = sb.protected_url(kind);
+    let post = |headers: &[(&str, &str)]| {
+        async_io::block_on(async {
+            let mut buffers: Box<CallBuffers> = Box::default();
+            let request =
+                ApiRequest::post(&url, "application/json", b"{\"amount\":1}").headers(headers);
+            c.client
+                .call(request, &mut buffers)
+                .await
+                .map(|r| (r.status(), r.connection()))
+        })
+    };
+    let (status, first) = post(&[]).unwrap();
+    assert_eq!((status, first.reused), (200, true), "after the token fetch");
+    let (_, second) = post(&[]).unwrap();
+    assert!(second.reused);
+    assert_eq!(sb.wire().connections, 1);
+    let seen = sb.count(Endpoint::Protected(kind));
+
+    sb.close_idle_connections();
+    let e = post(&[]).expect_err("a POST without a key is not sent again");
+    assert_eq!(e.stage(), Some(tessera_core::Stage::Io), "{e}");
+    assert_eq!(
+        sb.count(Endpoint::Protected(kind)),
+        seen,
+        "the API never saw it"
+    );
+
+    // The failed one left nothing kept: this one opens a connection.
+    let (_, fresh) = post(&[]).unwrap();
+    assert!(!fresh.reused);
+    sb.close_idle_connections();
+    let keyed = [("Idempotency-Key", "order-0042")];
+    let (status, again) = post(&keyed).unwrap();
+    assert_eq!(
+        (status, again.reused),
+        (200, false),
+        "sent again on a new connection"
+    );
+    assert_eq!(sb.count(Endpoint::Protected(kind)), seen + 2, "once each");
+    assert_eq!(sb.wire().connections, 3);
+}

@@ -89,7 +89,7 @@ pub use jwt::{iso8601_no_zone, issued_tokens};
 pub use listener::CountingListener;
 #[cfg(feature = "suite")]
 pub use redis_server::RedisServer;
-pub use server::{base_url_at, certificate_pem, Sandbox};
+pub use server::{base_url_at, certificate_pem, Sandbox, Wire};
 
 /// The client id every provider accepts by default.
 pub const CLIENT_ID: &str = "tessera-sandbox-client";

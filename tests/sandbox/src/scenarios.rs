@@ -746,6 +746,30 @@ pub fn each_transport_failure_is_classified(h: &impl Harness) {
     assert_no_secret(&texts);
 }
 
+/// A token fetch and ten calls to the same origin go on one TCP connection, kept between
+/// them; once the server closes idle connections, the next call opens one more and works (a
+/// GET found on a dead kept connection is sent again). Not in `scenario_tests!`: a transport
+/// opts in with its own `#[test]` once it keeps connections.
+pub fn calls_share_one_kept_connection(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = h.client(&sb, kind, CLIENT_SECRET);
+    let url = sb.protected_url(kind);
+    for i in 0..10 {
+        assert_eq!(c.call(&url).unwrap(), 200, "call {i}");
+    }
+    let wire = sb.wire();
+    assert_eq!(
+        (wire.connections, sb.count(Endpoint::Protected(kind))),
+        (1, 10),
+        "one connection for the token and ten calls: {wire:?}"
+    );
+    sb.close_idle_connections();
+    assert_eq!(c.call(&url).unwrap(), 200);
+    assert_eq!(sb.wire().connections, 2, "{:?}", sb.wire());
+    assert_eq!(sb.count(Endpoint::Protected(kind)), 11);
+}
+
 /// The hostile answers of [`Hostile`](crate::Hostile), each from a raw server, through the
 /// transport: a `103 Early Hints` or a body followed by stray bytes still gives the token;
 /// chunked wins over a `Content-Length` (either order); `Transfer-Encoding: identity` is

@@ -38,6 +38,24 @@ pub(crate) struct Shared {
 pub(crate) struct Inner {
     pub(crate) key: [u8; 32],
     pub(crate) shared: Mutex<Shared>,
+    /// Connections and handshakes on this listener.
+    pub(crate) wire: Mutex<Wire>,
+    /// Bumped by [`Sandbox::close_idle_connections`]: every connection shuts down
+    /// gracefully (an idle one closes at once, one mid-request after its answer).
+    pub(crate) close_idle: tokio::sync::watch::Sender<u64>,
+}
+
+/// What the listener saw: TCP connections accepted and open, TLS handshakes by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Full TLS handshakes completed (with or without a HelloRetryRequest).
+    pub full: u64,
+    /// Resumed TLS handshakes completed (a session ticket or ID the server accepted).
+    pub resumed: u64,
 }
 
 impl Inner {
@@ -174,6 +192,8 @@ impl Sandbox {
         let inner = Arc::new(Inner {
             key: crate::jwt::fresh_key(),
             shared: Mutex::new(shared),
+            wire: Mutex::new(Wire::default()),
+            close_idle: tokio::sync::watch::Sender::new(0),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -290,6 +310,24 @@ impl Sandbox {
     pub fn reset_counts(&self) {
         self.shared().counts.clear();
     }
+
+    /// TCP connections accepted and open, and TLS handshakes full and resumed, on this
+    /// sandbox's listener so far.
+    pub fn wire(&self) -> Wire {
+        *self.inner.wire.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every idle kept connection, as a server does when its keep-alive timeout
+    /// runs out (a connection mid-request closes after its answer), and returns once none
+    /// is open (at most 5 s). A client's kept connection is then dead: its next request
+    /// finds it closed.
+    pub fn close_idle_connections(&self) {
+        self.inner.close_idle.send_modify(|g| *g += 1);
+        let limit = std::time::Instant::now() + Duration::from_secs(5);
+        while self.wire().open > 0 && std::time::Instant::now() < limit {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// What to give a `kind` provider as its base URL when the server is at `origin`
@@ -332,18 +370,31 @@ async fn serve(
         };
         let (inner, acceptor) = (Arc::clone(&inner), acceptor.clone());
         tokio::spawn(async move {
+            let _open = Open::new(&inner);
             let slot = Slot::default();
+            let close = inner.close_idle.subscribe();
             let conn = Conn {
-                inner,
+                inner: Arc::clone(&inner),
                 slot: Arc::clone(&slot),
             };
             let app = Router::new().fallback(handle).with_state(conn);
             match acceptor {
-                None => serve_connection(tcp, slot, app).await,
+                None => serve_connection(tcp, slot, app, close).await,
                 Some(acceptor) => {
                     // A client that rejects the certificate ends here: tests check that.
                     if let Ok(stream) = acceptor.accept(tcp).await {
-                        serve_connection(stream, slot, app).await;
+                        let resumed = matches!(
+                            stream.get_ref().1.handshake_kind(),
+                            Some(tokio_rustls::rustls::HandshakeKind::Resumed)
+                        );
+                        {
+                            let mut w = inner.wire.lock().unwrap_or_else(|p| p.into_inner());
+                            match resumed {
+                                true => w.resumed += 1,
+                                false => w.full += 1,
+                            }
+                        }
+                        serve_connection(stream, slot, app, close).await;
                     }
                 }
             }
@@ -351,8 +402,31 @@ async fn serve(
     }
 }
 
-async fn serve_connection<S>(io: S, slot: Slot, app: Router)
-where
+/// Counts a connection accepted and open, and closed when dropped.
+struct Open(Arc<Inner>);
+
+impl Open {
+    fn new(inner: &Arc<Inner>) -> Self {
+        let mut w = inner.wire.lock().unwrap_or_else(|p| p.into_inner());
+        w.connections += 1;
+        w.open += 1;
+        Open(Arc::clone(inner))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut w = self.0.wire.lock().unwrap_or_else(|p| p.into_inner());
+        w.open = w.open.saturating_sub(1);
+    }
+}
+
+async fn serve_connection<S>(
+    io: S,
+    slot: Slot,
+    app: Router,
+    mut close: tokio::sync::watch::Receiver<u64>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = Hijackable {
@@ -362,9 +436,14 @@ where
         sent: false,
     };
     let service = hyper_util::service::TowerToHyperService::new(app);
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .await;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = close.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// A DER certificate (such as [`Sandbox::start_tls`]'s CA) as one PEM block, the form

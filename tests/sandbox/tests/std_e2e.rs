@@ -320,3 +320,9 @@ fn hostile_answers_are_read_alike() {
     scenarios::hostile_answers_are_read_alike(&Std);
     scenarios::audit();
 }
+
+#[test]
+fn calls_share_one_kept_connection() {
+    scenarios::calls_share_one_kept_connection(&Std);
+    scenarios::audit();
+}

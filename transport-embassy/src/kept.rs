@@ -1,0 +1,195 @@
+//! Kept connections: after an answer whose framing left no doubt, the connection waits,
+//! per origin (scheme, host, port), for the next request, up to a fixed number of them and
+//! an idle time (30 s, or less when the server's `Keep-Alive: timeout=` says so). Taking one
+//! moves it out of the pool: a future dropped while using it drops (closes) it, so a
+//! half-used connection is never kept.
+
+use core::time::Duration;
+
+use embassy_time::Instant;
+use tessera_core::transport::{Scheme, Target};
+
+/// How long a kept connection waits for its next request when the server says nothing.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(30);
+
+/// The longest host name kept (DNS names are at most 253 bytes).
+const HOST: usize = 253;
+
+/// Whether a request went on a new connection or a kept one, and what TLS handshake it
+/// cost: what [`ApiResponse::connection`](crate::ApiResponse::connection) reports, so a
+/// firmware or the CLI can tell (and measure) each case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Connection {
+    /// The request went on a kept connection (no TCP connect, no handshake).
+    pub reused: bool,
+    /// The TLS handshake this request's connection cost.
+    pub handshake: Handshake,
+}
+
+/// The TLS handshake a request's connection cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Handshake {
+    /// None: plain HTTP, or a kept connection.
+    None,
+    /// A full handshake (key exchange and the certificate chain checked).
+    Full,
+    /// A resumed handshake (a saved session: no certificate chain).
+    Resumed,
+}
+
+impl Connection {
+    /// `"new"` or `"reused"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self.reused {
+            true => "reused",
+            false => "new",
+        }
+    }
+}
+
+impl Handshake {
+    /// `"none"`, `"full"` or `"resumed"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Handshake::None => "none",
+            Handshake::Full => "full",
+            Handshake::Resumed => "resumed",
+        }
+    }
+}
+
+struct Slot<C> {
+    https: bool,
+    host: heapless::String<HOST>,
+    port: u16,
+    until: Instant,
+    conn: C,
+}
+
+impl<C> Slot<C> {
+    fn serves(&self, to: &Target<'_>) -> bool {
+        self.https == (to.scheme == Scheme::Https)
+            && self.port == to.port
+            && self.host.eq_ignore_ascii_case(to.host)
+    }
+}
+
+/// Up to `N` kept connections.
+pub(crate) struct Pool<C, const N: usize> {
+    slots: heapless::Vec<Slot<C>, N>,
+}
+
+impl<C, const N: usize> Pool<C, N> {
+    pub(crate) const fn new() -> Self {
+        Pool {
+            slots: heapless::Vec::new(),
+        }
+    }
+
+    /// A kept connection to `to`'s origin that has not idled out, moved out of the pool.
+    /// Connections that idled out are dropped (closed) on the way.
+    pub(crate) fn take(&mut self, to: &Target<'_>, now: Instant) -> Option<C> {
+        self.slots.retain(|s| s.until > now);
+        let at = self.slots.iter().position(|s| s.serves(to))?;
+        Some(self.slots.swap_remove(at).conn)
+    }
+
+    /// Keeps `conn` for `to`'s origin for `idle`; when the pool is full the connection
+    /// nearest its end is dropped for it. A host name too long to keep, or `N == 0`, drops
+    /// `conn` (closed).
+    pub(crate) fn put(&mut self, to: &Target<'_>, conn: C, idle: Duration, now: Instant) {
+        let Ok(host) = heapless::String::try_from(to.host) else {
+            return;
+        };
+        let Some(until) = embassy_time::Duration::try_from(idle)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+        else {
+            return;
+        };
+        self.slots.retain(|s| s.until > now);
+        if self.slots.is_full() {
+            let nearest = self
+                .slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.until)
+                .map(|(i, _)| i);
+            if let Some(i) = nearest {
+                drop(self.slots.swap_remove(i));
+            }
+        }
+        let _ = self.slots.push(Slot {
+            https: to.scheme == Scheme::Https,
+            host,
+            port: to.port,
+            until,
+            conn,
+        });
+    }
+
+    /// Drops (closes) every kept connection.
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
+/// How long to keep a connection after an answer: 30 s, or 1 s less than the server's
+/// `Keep-Alive: timeout=` (so the client stops using it before the server closes it);
+/// `None` when that leaves nothing.
+pub(crate) fn idle_for(server: Option<Duration>) -> Option<Duration> {
+    match server {
+        None => Some(DEFAULT_IDLE),
+        Some(t) => t
+            .checked_sub(Duration::from_secs(1))
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(DEFAULT_IDLE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::transport::parse_url;
+
+    #[test]
+    fn connections_are_kept_per_origin_until_they_idle_out() {
+        let a = parse_url("http://127.0.0.1:8080/x").unwrap();
+        let a2 = parse_url("http://127.0.0.1:8080/other?q").unwrap();
+        let b = parse_url("http://127.0.0.1:8081/x").unwrap();
+        let tls = parse_url("https://127.0.0.1:8080/x").unwrap();
+        let t0 = Instant::from_secs(100);
+        let mut pool: Pool<u32, 2> = Pool::new();
+        pool.put(&a, 1, DEFAULT_IDLE, t0);
+        assert_eq!(pool.take(&b, t0), None);
+        assert_eq!(pool.take(&tls, t0), None);
+        assert_eq!(pool.take(&a2, t0), Some(1));
+        assert_eq!(pool.take(&a, t0), None, "taken out");
+        pool.put(&a, 2, Duration::from_secs(5), t0);
+        assert_eq!(pool.take(&a, Instant::from_secs(105)), None, "idled out");
+        // Full: the one nearest its end makes room.
+        pool.put(&a, 3, Duration::from_secs(5), t0);
+        pool.put(&b, 4, DEFAULT_IDLE, t0);
+        pool.put(&tls, 5, DEFAULT_IDLE, t0);
+        assert_eq!(pool.take(&a, t0), None);
+        assert_eq!(pool.take(&b, t0), Some(4));
+        assert_eq!(pool.take(&tls, t0), Some(5));
+        let mut none: Pool<u32, 0> = Pool::new();
+        none.put(&a, 6, DEFAULT_IDLE, t0);
+        assert_eq!(none.take(&a, t0), None);
+    }
+
+    #[test]
+    fn the_servers_keep_alive_timeout_shortens_the_idle_time() {
+        assert_eq!(idle_for(None), Some(DEFAULT_IDLE));
+        assert_eq!(
+            idle_for(Some(Duration::from_secs(5))),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(idle_for(Some(Duration::from_secs(300))), Some(DEFAULT_IDLE));
+        assert_eq!(idle_for(Some(Duration::from_secs(1))), None);
+        assert_eq!(idle_for(Some(Duration::ZERO)), None);
+    }
+}

@@ -46,6 +46,9 @@ pub enum Fault {
     /// Wait at the gate until it is released (other requests go on being served), then
     /// answer normally.
     Hold(Gate),
+    /// Wait at the gate until it is released, then answer with the other fault: a test
+    /// checks what must hold while a faulty answer has not come yet, without a clock.
+    HoldThen(Gate, Box<Fault>),
     /// A hostile provider: 400 in the endpoint's own error envelope (OAuth 2.0's
     /// `invalid_request` with `error_description`, Shogun's `message`, APIMW's
     /// `error.message`, Setu's `error.detail`) whose text repeats the request body and its
@@ -104,6 +107,13 @@ pub(crate) async fn handle(
     let kind = match endpoint {
         Endpoint::Token(kind) | Endpoint::Protected(kind) => kind,
         Endpoint::Validate => ProviderKind::Shogun,
+    };
+    let fault = match fault {
+        Some(Fault::HoldThen(gate, then)) => {
+            gate.pass().await;
+            Some(*then)
+        }
+        other => other,
     };
     let mut oversized = None;
     match &fault {

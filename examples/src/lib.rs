@@ -207,6 +207,19 @@ impl Target {
         Ok(idp)
     }
 
+    /// Which store `--cache` / `--store` name, checked (both transports' options read it).
+    pub fn store_choice(&self) -> Result<Option<StoreChoice<'_>>, String> {
+        match (&self.cache, &self.store) {
+            (Some(_), Some(_)) => Err("give --cache or --store, not both".into()),
+            (Some(path), None) => Ok(Some(StoreChoice::File(path))),
+            (None, Some(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(Some(StoreChoice::Redis(url)))
+            }
+            (None, Some(_)) => Err("--store takes redis://host:port[/db] (or rediss://)".into()),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// tessera-std's options for these settings: the trust roots of `--ca`, the insecure
     /// opt-in, the timeouts. A `--ca` file that cannot be read or holds no certificate is
     /// an error here, before any request.
@@ -216,10 +229,9 @@ impl Target {
             options.trust = Trust::from_pem_file(path).map_err(|e| format!("--ca {path}: {e}"))?;
         }
         options.session.allow_insecure_http = self.allow_insecure_http;
-        options.store = match (&self.cache, &self.store) {
-            (Some(_), Some(_)) => return Err("give --cache or --store, not both".into()),
-            (Some(path), None) => Some(Arc::new(FileStore::new(path))),
-            (None, Some(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        options.store = match self.store_choice()? {
+            Some(StoreChoice::File(path)) => Some(Arc::new(FileStore::new(path))),
+            Some(StoreChoice::Redis(url)) => {
                 // `rediss://` is checked against the same roots as the provider (`--ca`).
                 // The URL may hold a password: shown without it.
                 let shown = tessera_core::transport::display_url(url);
@@ -228,10 +240,7 @@ impl Target {
                         .map_err(|e| format!("--store {shown}: {e}"))?,
                 ))
             }
-            (None, Some(_)) => {
-                return Err("--store takes redis://host:port[/db] (or rediss://)".into())
-            }
-            (None, None) => None,
+            None => None,
         };
         if let Some(t) = self.timeout {
             options.connect_timeout = t;
@@ -239,6 +248,15 @@ impl Target {
         }
         Ok(options)
     }
+}
+
+/// The store `--cache` or `--store` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreChoice<'a> {
+    /// `--cache FILE`.
+    File(&'a str),
+    /// `--store redis://…` (or `rediss://…`).
+    Redis(&'a str),
 }
 
 /// `--timeout`'s value: seconds, fractions allowed (`0.5`), more than zero.

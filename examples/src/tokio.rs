@@ -2,12 +2,13 @@
 //! with the same options as `--transport std` (`--ca`, `--timeout`,
 //! `--allow-insecure-http`, proxies from the environment for `https://` only).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::{Credentials, Provider};
-use tessera_tokio::{Client, Error, Options, Trust};
+use tessera_tokio::{Client, Error, FileStore, Options, RedisStore, Trust};
 
-use crate::{error_json, failure_json, kind_json, token_json, transport_json, Target};
+use crate::{error_json, failure_json, kind_json, token_json, transport_json, StoreChoice, Target};
 
 /// tessera-tokio's options for these settings: the same meaning as [`Target::options`].
 pub fn options(target: &Target) -> Result<Options, String> {
@@ -20,6 +21,19 @@ pub fn options(target: &Target) -> Result<Options, String> {
         options.trust = Trust::from_pem_file(path).map_err(|e| format!("--ca {path}: {e}"))?;
     }
     options.session.allow_insecure_http = target.allow_insecure_http;
+    options.store = match target.store_choice()? {
+        Some(StoreChoice::File(path)) => Some(Arc::new(FileStore::new(path))),
+        Some(StoreChoice::Redis(url)) => {
+            // `rediss://` is checked against the same roots as the provider (`--ca`); the
+            // URL may hold a password: shown without it.
+            let shown = tessera_core::transport::display_url(url);
+            Some(Arc::new(
+                RedisStore::open_with(url, &options.trust)
+                    .map_err(|e| format!("--store {shown}: {e}"))?,
+            ))
+        }
+        None => None,
+    };
     if let Some(t) = target.timeout {
         options.connect_timeout = t;
         options.request_timeout = t;
@@ -35,9 +49,6 @@ pub fn token<P: Provider + Send + 'static>(
     target: &Target,
     show_token: bool,
 ) -> Result<(u8, String), String> {
-    if target.cache.is_some() || target.store.is_some() {
-        return Err("--cache and --store apply to --transport std".into());
-    }
     let options = options(target)?;
     let runtime = ::tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -47,7 +58,10 @@ pub fn token<P: Provider + Send + 'static>(
         .map_err(|e| format!("--transport tokio: {e}"))?;
     let outcome = runtime.block_on(client.token());
     let line = match outcome.map(|_| client.grant()) {
-        Ok(Some(grant)) => (0, token_json(&grant, show_token, false)),
+        Ok(Some(grant)) => {
+            let cached = client.token_requests() == 0;
+            (0, token_json(&grant, show_token, cached))
+        }
         // The token expired between the fetch and this line: only with a lifetime of
         // almost nothing.
         Ok(None) => (

@@ -103,3 +103,50 @@ fn tls_trusts_exactly_the_ca_file() {
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_cache_or_a_store_is_shared_by_std_and_tokio_runs() {
+    let sb = Sandbox::start().unwrap();
+    let url = sb.base_url(ProviderKind::OAuth2);
+    let file = std::env::temp_dir().join(format!("tessera-cli-tokio-cache-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let cache = file.to_str().unwrap();
+    let args = [
+        "oauth2",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--cache",
+        cache,
+    ];
+    // A std run fetches and keeps the token; a tokio run reuses it, and the other way round.
+    let (code, line) = token(&args, "std", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":false"#), "{line}");
+    let (code, line) = token(&args, "tokio", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":true"#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(format!("{cache}.refused"));
+    // The same through Redis: tokio stores, std restores.
+    let redis = tessera_sandbox::RedisServer::start();
+    let store = redis.url();
+    let args = [
+        "oauth2",
+        "--token-url",
+        &url,
+        "--client-id",
+        CLIENT_ID,
+        "--store",
+        &store,
+    ];
+    let (code, line) = token(&args, "tokio", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":false"#), "{line}");
+    let (code, line) = token(&args, "std", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":true"#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);
+}

@@ -10,7 +10,7 @@
 //!   returned at once and refreshed in a background task.
 //! - [`Client::call`] sends a [`reqwest::Request`] with `Authorization: Bearer …` added; on
 //!   a 401 it reports the token rejected, fetches a new one once and retries once.
-//! - [`TokenLayer`] (feature `middleware`) gives an existing
+//! - `TokenLayer` (feature `middleware`) gives an existing
 //!   `reqwest_middleware::ClientWithMiddleware` the same, as one layer.
 //! - [`Client::start_refresher`] keeps the token fresh from a task of its own.
 //! - [`Options::store`]: a [`FileStore`] or a `RedisStore` (feature `redis`) with

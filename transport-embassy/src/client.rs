@@ -102,7 +102,7 @@ pub const KEPT_CONNECTIONS: usize = 2;
 const WAITERS: usize = 8;
 
 /// A downstream `https://` URL, or a token URL, with no TLS to speak it: refused, because
-/// reqwless would otherwise speak plain HTTP to the HTTPS port.
+/// plain HTTP would otherwise be spoken to the HTTPS port.
 const NO_TLS: TransportError = TransportError::new(
     Stage::Tls,
     "https:// needs a TLS backend (`mbedtls` or `tls`) and its settings",
@@ -179,7 +179,7 @@ pub struct Client<
     #[cfg(feature = "tls")]
     tls: Option<TlsShared<'r, M>>,
     #[cfg(feature = "mbedtls")]
-    mbedtls: Option<MbedtlsShared<'r, M>>,
+    mbedtls: Option<MbedtlsShared<'r, M, T>>,
     /// Plain-HTTP connections kept for the next request to their origin.
     kept: Mutex<M, RefCell<Pool<T::Connection<'r>, KEPT_CONNECTIONS>>>,
 }
@@ -398,6 +398,10 @@ where
     /// would otherwise be closed when they idle out or are found dead).
     pub fn close_connections(&self) {
         self.kept.lock(|p| p.borrow_mut().clear());
+        #[cfg(feature = "mbedtls")]
+        if let Some(m) = self.mbedtls.as_ref() {
+            m.forget();
+        }
     }
 
     /// Sets the wall clock (Unix seconds now, from SNTP or an RTC): a `Retry-After` sent as
@@ -830,7 +834,9 @@ where
                 {
                     let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
                     if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
-                        break 'sent m.exchange(&self.wire(), tx, out, rx, body, true).await;
+                        break 'sent m
+                            .exchange(&self.wire(), tx, out, rx, body, true, safe)
+                            .await;
                     }
                 }
                 let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));

@@ -130,6 +130,12 @@ impl<C, const N: usize> Pool<C, N> {
         });
     }
 
+    /// Whether no connection is kept.
+    #[cfg_attr(not(feature = "mbedtls"), allow(dead_code))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// Drops (closes) every kept connection.
     pub(crate) fn clear(&mut self) {
         self.slots.clear();

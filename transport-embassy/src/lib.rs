@@ -1,10 +1,28 @@
 //! # tessera-embassy
 //!
-//! An async Tessera client for embassy firmware: the `tessera-core` [`Session`] driven over
-//! [reqwless](https://docs.rs/reqwless) on any embedded-nal-async `TcpConnect` + `Dns`
-//! (embassy-net's `TcpClient` and `DnsSocket` on a board, `std-embedded-nal-async` on a
-//! desktop), with `embassy_time` for timeouts and sleeps. No heap: every buffer is in one
-//! [`Resources`] value (for the token) or a call's [`CallBuffers`].
+//! An async Tessera client for embassy firmware: the `tessera-core` [`Session`] driven on any
+//! embedded-nal-async `TcpConnect` + `Dns` (embassy-net's `TcpClient` and `DnsSocket` on a
+//! board, `std-embedded-nal-async` on a desktop), with `embassy_time` for timeouts and
+//! sleeps. No heap: every buffer is in one [`Resources`] value (for the token) or a call's
+//! [`CallBuffers`].
+//!
+//! **HTTP/1.1, exactly.** Every connection (plain, embedded-tls, MbedTLS) runs one exchange
+//! framed by the core's codec ([`tessera_core::http1`]: heads read by httparse, bodies by
+//! `Content-Length` or chunks with bounded trailers, 1xx answers skipped). The URL is parsed
+//! by the core ([`tessera_core::transport::parse_url`]): the host it checked is the host
+//! resolved and connected to; `localhost` is loopback without a DNS question.
+//!
+//! **A payment costs no handshake.** After an answer whose framing left no doubt, the
+//! connection is kept for the next request to its origin (plain HTTP and MbedTLS; up to
+//! [`KEPT_CONNECTIONS`], 30 s or less if the server's `Keep-Alive: timeout=` says so, closed
+//! on any error or doubt; [`Client::close_connections`] closes them). Token requests use them
+//! too. A kept connection found closed by the server is sent the request again once, on a
+//! new connection, only if nothing of the answer was read and the request is idempotent
+//! (GET, HEAD, PUT, DELETE, OPTIONS) or carries an `Idempotency-Key`; otherwise the caller
+//! gets an `io` failure: a payment never reaches the API twice without its key. MbedTLS
+//! reconnects resume a TLS 1.2 session (see [`mbedtls`](crate#tls-feature-mbedtls)).
+//! [`ApiResponse::connection`] says, per call, whether the connection was new or kept and
+//! which handshake it cost.
 //!
 //! **A point of sale never waits on the network for a token it already has.**
 //!
@@ -82,10 +100,10 @@
 //!
 //! ## TLS (feature `tls`)
 //!
-//! HTTPS through reqwless and embedded-tls, verifying the server against the CA certificate
+//! HTTPS through embedded-tls, verifying the server against the CA certificate
 //! the application gives; there is no "verify nothing" mode, and an `https://` URL with no
 //! TLS configured is refused (never sent in plain HTTP). What embedded-tls (0.18, as
-//! reqwless 0.14 drives it) checks, and what it does not:
+//! as this crate drives it) checks, and what it does not:
 //! - **checks**: the certificate chain's signatures up to the given CA, and the server
 //!   name (SNI is sent) against the certificate's *common name*; subjectAltNames are not
 //!   consulted, so the server's certificate must carry its host name as its CN;
@@ -94,8 +112,11 @@
 //!   which needs `alloc`): point it at the CA of an ECDSA chain, or terminate TLS in front;
 //! - **not checked**: validity dates (it runs without a clock: an expired or not-yet-valid
 //!   certificate passes), revocation (no OCSP or CRL), and certificates over 4 KiB;
-//! - each connection's randomness comes from a 64-bit seed (reqwless seeds ChaCha8 with a
-//!   `u64`); Tessera draws a fresh one from your RNG for every connection.
+//! - each connection's randomness comes from a 64-bit seed (ChaCha8 seeded with a `u64`);
+//!   Tessera draws a fresh one from your RNG for every connection;
+//! - **connections are not kept and sessions not resumed**: each request is a new
+//!   connection and a full handshake (its record buffers are the call's own, so a
+//!   connection cannot outlive the call).
 //!
 //! ## TLS (feature `mbedtls`)
 //!
@@ -106,6 +127,19 @@
 //! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 40 KiB
 //! per connection for an RSA-2048 chain) and a C toolchain to build. The
 //! `mbedtls` module (with the feature) says exactly what is checked.
+//!
+//! Connections are kept (above), and a **kept MbedTLS connection holds about 37 KiB of
+//! heap** (its 16 KiB IN and 4 KiB OUT record buffers, contexts and the peer's chain:
+//! 37,780 B with TLS 1.3 and 37,071 B with TLS 1.2 for an RSA-2048 chain, measured by
+//! `tests/mbedtls_heap.rs`); size the heap for the kept connections plus one handshake. A
+//! handshake that runs out of heap while connections are kept closes them and tries once
+//! more. Reconnects **resume TLS 1.2 sessions** (the last session per origin, in RAM, offered
+//! for the same server name only and dropped when a handshake fails): the server skips the
+//! certificate chain. **TLS 1.3 sessions are not resumed**: MbedTLS 3.6 ignores TLS 1.3
+//! tickets unless `conf_tls13_enable_signal_new_session_tickets` is set, which mbedtls-rs 0.3
+//! neither does nor exposes (measured against rustls: a full handshake). A reconnect that
+//! offered a saved session reports [`Handshake::Resumed`]; mbedtls-rs 0.3 does not say
+//! whether the server accepted it (one that did not answers with a full handshake).
 //!
 //! **Which backend for which endpoint.** A provider's or payment API's endpoint (its
 //! chain, its CA, its TLS versions are not yours): `mbedtls`, with `mbedtls-dates` and a
@@ -123,7 +157,8 @@
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// One `unsafe` call in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`).
+// `unsafe` in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`), and `Send` for
+// kept MbedTLS sessions (`mbedtls`; the reasoning is at each).
 #![deny(unsafe_code)]
 
 /// A diagnostic line to `defmt` and/or `log`, as enabled; nothing otherwise. Arguments are

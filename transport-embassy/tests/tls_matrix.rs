@@ -150,3 +150,72 @@ fn a_name_the_resolver_does_not_know_fails_at_dns() {
     assert_eq!(e.stage(), Some(Stage::Dns), "{e}");
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
 }
+
+/// Over MbedTLS a token fetch and ten calls share one connection and one full handshake;
+/// once the server closes idle connections, the next call's handshake resumes the saved
+/// session on TLS 1.2 (the server counts it resumed). TLS 1.3 connections are kept too, but
+/// a reconnect is a full handshake: mbedtls-rs 0.3 leaves MbedTLS ignoring TLS 1.3 tickets.
+/// Each call says which connection and handshake it had.
+#[test]
+fn calls_keep_the_connection_and_resume_the_session() {
+    use tessera_embassy::{Connection, Handshake};
+    use tessera_sandbox::pki::Versions;
+    let _turn = CLOCK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    use_wall_clock(&CLOCK);
+    CLOCK.set_unix_time(now_unix());
+    let m = matrix();
+    let case = &m.cases[0];
+    for (versions, reconnect) in [
+        (Versions::Tls12, Handshake::Resumed),
+        (Versions::Tls13, Handshake::Full),
+    ] {
+        let sb = Sandbox::start_tls_with(&case.chain, versions).unwrap();
+        let c = client(&sb, HOST, roots(&m.roots_pem));
+        let url = format!("https://{HOST}:{}/oauth2/protected", sb.addr().port());
+        let call = || {
+            async_io::block_on(async {
+                let mut buffers: Box<CallBuffers> = Box::default();
+                let mut tx: Box<MbedtlsBuffers> = Box::default();
+                let r = c
+                    .call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
+                    .await
+                    .unwrap_or_else(|e| panic!("{versions:?}: {e}"));
+                assert_eq!(r.status(), 200);
+                assert!(tx.is_wiped());
+                r.connection()
+            })
+        };
+        let kept = Connection {
+            reused: true,
+            handshake: Handshake::None,
+        };
+        for i in 0..10 {
+            assert_eq!(call(), kept, "{versions:?} call {i}");
+        }
+        let w = sb.wire();
+        assert_eq!(
+            (w.connections, w.full, w.resumed),
+            (1, 1, 0),
+            "{versions:?}: {w:?}"
+        );
+        sb.close_idle_connections();
+        let fresh = call();
+        assert_eq!(
+            fresh,
+            Connection {
+                reused: false,
+                handshake: reconnect
+            },
+            "{versions:?}"
+        );
+        let w = sb.wire();
+        let resumed = u64::from(reconnect == Handshake::Resumed);
+        assert_eq!(
+            (w.connections, w.full, w.resumed),
+            (2, 2 - resumed, resumed),
+            "{versions:?}: the server's view: {w:?}"
+        );
+        assert_eq!(call(), kept, "{versions:?}: kept again");
+        assert_eq!(sb.count(Endpoint::Protected(ProviderKind::OAuth2)), 12);
+    }
+}

@@ -17,6 +17,9 @@ use tessera_std::{
 
 const KIND: ProviderKind = ProviderKind::OAuth2;
 
+/// The Redis timeout of the tests' store handles (see `Redis::store`).
+const TEST_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The fleet's wall clock: a fixed start plus a manual clock's reading, so a host's wall
 /// clock moves with its monotonic one when a test moves time.
 #[derive(Debug)]
@@ -104,8 +107,16 @@ impl Redis {
         self.0.url()
     }
 
+    /// A store handle, as a process would open. Its timeout is far above the default
+    /// 250 ms: these tests count provider requests, and a loaded CI machine must not turn a
+    /// slow Redis answer into a store failure (and a fetch alone). Tests of a failing store
+    /// set their own short timeout.
     fn store(&self) -> Arc<dyn TokenStore> {
-        Arc::new(tessera_std::RedisStore::open(&self.url()).unwrap())
+        Arc::new(
+            tessera_std::RedisStore::open(&self.url())
+                .unwrap()
+                .with_timeout(TEST_STORE_TIMEOUT),
+        )
     }
 
     /// Every key and value in the database.
@@ -371,7 +382,11 @@ fn open_store(at: &StoreAt) -> Arc<dyn TokenStore> {
                 Some(pem) => Trust::from_pem(pem.as_bytes()).unwrap(),
                 None => Trust::WebPki,
             };
-            Arc::new(RedisStore::open_with(url, &trust).unwrap())
+            Arc::new(
+                RedisStore::open_with(url, &trust)
+                    .unwrap()
+                    .with_timeout(TEST_STORE_TIMEOUT),
+            )
         }
     }
 }
@@ -478,7 +493,11 @@ fn rediss_checks_the_servers_certificate_against_the_clients_trust() {
     let trusted = Trust::from_pem(server.ca_pem().as_bytes()).unwrap();
     // The right CA: the token is shared over TLS.
     let good = || -> Arc<dyn TokenStore> {
-        Arc::new(RedisStore::open_with(&server.tls_url(), &trusted).unwrap())
+        Arc::new(
+            RedisStore::open_with(&server.tls_url(), &trusted)
+                .unwrap()
+                .with_timeout(TEST_STORE_TIMEOUT),
+        )
     };
     let (a, _) = client(&sb, CLIENT_SECRET, good());
     let (b, _) = client(&sb, CLIENT_SECRET, good());
@@ -639,4 +658,110 @@ fn a_lease_held_for_ever_costs_each_fetch_one_wait() {
     let t2 = c.token().unwrap();
     assert_ne!(t1.as_str(), t2.as_str());
     assert_eq!(requests(&sb), 2);
+}
+
+// ---- the fleet's races, driven in order ------------------------------------------------
+
+/// A store that runs `before_acquire` once, just before the first `acquire` is answered: the
+/// interleaving where another process finishes (stores its token or its refusal, and gives
+/// the lease back) between this process's looks and its taking the lease.
+struct Interleaved {
+    inner: Arc<dyn TokenStore>,
+    before_acquire: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Interleaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interleaved")
+    }
+}
+
+impl TokenStore for Interleaved {
+    fn load(&self, b: &Binding) -> Result<Option<Vec<u8>>, tessera_std::StoreError> {
+        self.inner.load(b)
+    }
+    fn save(&self, b: &Binding, s: &[u8], t: Duration) -> Result<(), tessera_std::StoreError> {
+        self.inner.save(b, s, t)
+    }
+    fn discard(&self, b: &Binding, s: &[u8]) -> Result<bool, tessera_std::StoreError> {
+        self.inner.discard(b, s)
+    }
+    fn acquire(
+        &self,
+        b: &Binding,
+        t: Duration,
+    ) -> Result<Option<tessera_std::Lease>, tessera_std::StoreError> {
+        if let Some(f) = self.before_acquire.lock().unwrap().take() {
+            f();
+        }
+        self.inner.acquire(b, t)
+    }
+    fn release(&self, b: &Binding, l: &tessera_std::Lease) -> Result<(), tessera_std::StoreError> {
+        self.inner.release(b, l)
+    }
+    fn wait(&self, b: &Binding, t: Duration) -> Result<(), tessera_std::StoreError> {
+        self.inner.wait(b, t)
+    }
+    fn refuse(
+        &self,
+        b: &Binding,
+        r: &[u8],
+        t: Option<Duration>,
+    ) -> Result<(), tessera_std::StoreError> {
+        self.inner.refuse(b, r, t)
+    }
+    fn refusal(&self, b: &Binding) -> Result<Option<Vec<u8>>, tessera_std::StoreError> {
+        self.inner.refusal(b)
+    }
+}
+
+/// The race behind a flaky `a_bad_secret_is_tried_once_for_the_fleet…`: a process looked
+/// for a refusal just before the lease holder stored one and gave the lease back, then took
+/// the lease: it must look at the refusal again instead of asking the provider a second
+/// time (Shogun counts every failed login towards its lockout).
+#[test]
+fn a_refusal_stored_just_before_the_lease_is_taken_is_honoured() {
+    let sb = Sandbox::start().unwrap();
+    let redis = Redis::start();
+    sb.set_credentials(KIND, CLIENT_ID, "not-this-secret");
+    let binding = binding_of(&sb, CLIENT_SECRET);
+    // The holder's attempt: refused, and the refusal stored.
+    let (holder, _) = client(&sb, CLIENT_SECRET, redis.store());
+    assert_eq!(
+        holder.token().unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    assert_eq!(requests(&sb), 1);
+    let store = redis.store();
+    let record = store
+        .refusal(&binding)
+        .unwrap()
+        .expect("the refusal record");
+    // Replay the interleaving: the record appears after the latecomer's first look.
+    let _ = redis::cmd("DEL")
+        .arg(format!("tessera:{{{binding}}}:refused"))
+        .query::<()>(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        );
+    let writer = redis.store();
+    let b = binding.clone();
+    let late = Interleaved {
+        inner: redis.store(),
+        before_acquire: std::sync::Mutex::new(Some(Box::new(move || {
+            writer.refuse(&b, &record, None).unwrap();
+        }))),
+    };
+    let (latecomer, _) = client(&sb, CLIENT_SECRET, Arc::new(late));
+    assert_eq!(
+        latecomer.token().unwrap_err().kind(),
+        ErrorKind::InvalidCredentials
+    );
+    assert_eq!(
+        requests(&sb),
+        1,
+        "the fleet's one failed attempt became two"
+    );
 }

@@ -122,8 +122,15 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             }
             if let Some(lease) = store.acquire(&binding, lease_ttl)? {
                 self.inner.lease_stuck.store(false, Ordering::Relaxed);
-                // The last holder may have stored its token and released the lease between
-                // the look above and this lease: look once more before asking the provider.
+                // The last holder may have stored its token, or its refusal, and released the
+                // lease between the looks above and this lease: look at both once more before
+                // asking the provider. (Without the second look at the refusal, a process
+                // that looked just before the holder was refused asked the provider again:
+                // the fleet's one failed attempt became two, under load.)
+                if let Some(refusal) = self.stored_refusal(store, &binding, key)? {
+                    store.release(&binding, &lease)?;
+                    return Ok(Settle::Refused(refusal));
+                }
                 if self.restore_fresh(store, &binding, key)? {
                     store.release(&binding, &lease)?;
                     return Ok(Settle::Restored);

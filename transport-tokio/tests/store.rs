@@ -283,3 +283,39 @@ fn redis_down_costs_a_bounded_wait_and_one_warning() {
         .count();
     assert_eq!(warnings, 1, "one warning while the store stays down");
 }
+
+#[test]
+fn a_redis_that_hangs_up_or_never_answers_costs_no_outage() {
+    let sb = Sandbox::start().unwrap();
+    // Accepts connections and hangs up without a word: a broken Redis. Then one that takes
+    // the connection and never says anything: a Redis stuck in a long command.
+    let hung = tessera_sandbox::CountingListener::start().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for url in [
+        format!("redis://127.0.0.1:{}/0", hung.port()),
+        format!("redis://{}/0", silent.local_addr().unwrap()),
+    ] {
+        let before = sb.count(Endpoint::Token(KIND));
+        let store = RedisStore::open(&url)
+            .unwrap()
+            .with_timeout(Duration::from_millis(100));
+        let clock = ManualClock::default();
+        let client = Client::with_clock(
+            OwnedProvider::new(KIND, sb.base_url(KIND)),
+            Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
+            options(Arc::new(store), &clock),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let token = runtime().block_on(client.token()).unwrap();
+        assert!(!token.as_str().is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5), "{url}: bounded");
+        assert_eq!(
+            sb.count(Endpoint::Token(KIND)) - before,
+            1,
+            "{url}: fetched alone"
+        );
+    }
+    assert!(hung.accepted() >= 1, "the store was tried");
+}

@@ -682,6 +682,8 @@ pub mod redis {
 pub mod fleet {
     use std::time::Duration;
 
+    use super::Lease;
+
     /// How long a fetch lease lasts: the request timeout and a second, so a holder that
     /// died frees it soon after its request would have timed out anyway.
     pub fn lease_ttl(request_timeout: Duration) -> Duration {
@@ -702,6 +704,205 @@ pub mod fleet {
 
     /// Room for a sealed refusal record.
     pub const REFUSAL_CAPACITY: usize = 128;
+
+    /// The steps a client takes with its store before a fetch, as a machine both clients
+    /// drive: tessera-std blocking, tessera-tokio awaiting. It decides; the client does the
+    /// I/O (its store, its session) and reports back. So the fleet's rules, and every race
+    /// found in them, live here once.
+    ///
+    /// 1. A refusal stored for this credential ends the fetch (the fleet made its one
+    ///    failed attempt).
+    /// 2. A stored token not yet due is restored, with no request.
+    /// 3. Otherwise the fetch lease is tried. Once it is taken, 1 and 2 are looked at
+    ///    again (the last holder may have stored a token or a refusal and released the
+    ///    lease between the looks and the lease): either ends the fetch and the lease is
+    ///    given back; else this process asks the provider, holding the lease.
+    /// 4. A lease another process holds is waited for, at most until the patience runs
+    ///    out; then this process fetches alone (and says so once).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use tessera_host::store::fleet::{Found, Settle, Step};
+    /// use tessera_host::store::Lease;
+    ///
+    /// let mut settle = Settle::new(Duration::from_secs(31), Duration::from_secs(22), Instant::now());
+    /// assert_eq!(settle.step(Found::Start), Step::LookForRefusal);
+    /// assert_eq!(settle.step(Found::Refusal(false)), Step::LookForToken);
+    /// assert_eq!(settle.step(Found::FreshToken(false)), Step::TakeLease(Duration::from_secs(31)));
+    /// let lease = Lease::new("fence-1");
+    /// assert_eq!(settle.step(Found::Lease(Some(lease.clone()))), Step::LookForRefusal);
+    /// assert_eq!(settle.step(Found::Refusal(false)), Step::LookForToken);
+    /// assert_eq!(settle.step(Found::FreshToken(false)), Step::Fetch(Some(lease)));
+    /// ```
+    #[derive(Debug)]
+    pub struct Settle {
+        lease_ttl: Duration,
+        deadline: std::time::Instant,
+        patience: Duration,
+        /// The lease once taken (the looks after it are the second ones).
+        held: Option<Lease>,
+    }
+
+    /// What the client found, for [`Settle::step`].
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Found {
+        /// Nothing yet: the first step.
+        Start,
+        /// Whether a refusal of this credential is stored and holds (the client opened
+        /// it with its session).
+        Refusal(bool),
+        /// Whether a stored token was restored and is not yet due.
+        FreshToken(bool),
+        /// The lease, if the store gave it.
+        Lease(Option<Lease>),
+        /// The wait for another's lease is over (released, lapsed, or timed out).
+        Waited,
+    }
+
+    /// What the client does next.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Step {
+        /// Read the stored refusal and open it; report [`Found::Refusal`].
+        LookForRefusal,
+        /// Read the stored token and restore it; report [`Found::FreshToken`].
+        LookForToken,
+        /// Try to take the lease for this long; report [`Found::Lease`].
+        TakeLease(Duration),
+        /// Wait at most this long for the lease to be free; report [`Found::Waited`].
+        Wait(Duration),
+        /// Done: the stored refusal holds. Give `release` back first, if any.
+        Refused {
+            /// The lease to give back.
+            release: Option<Lease>,
+        },
+        /// Done: the stored token was restored. Give `release` back first, if any.
+        Restored {
+            /// The lease to give back.
+            release: Option<Lease>,
+        },
+        /// Done: ask the provider, holding this lease (none: alone).
+        Fetch(Option<Lease>),
+        /// Done: the lease was not given back within the patience; ask the provider
+        /// alone (the client warns once while this lasts).
+        FetchAlone(Duration),
+    }
+
+    impl Settle {
+        /// The steps before one fetch: `lease_ttl` from [`lease_ttl`], `patience` from
+        /// [`patience`], counted from `now`.
+        pub fn new(lease_ttl: Duration, patience: Duration, now: std::time::Instant) -> Self {
+            Settle {
+                lease_ttl,
+                deadline: now + patience,
+                patience,
+                held: None,
+            }
+        }
+
+        /// The next step, given what the last one found (read the clock for the waits).
+        pub fn step(&mut self, found: Found) -> Step {
+            self.step_at(found, std::time::Instant::now())
+        }
+
+        /// [`Settle::step`] at `now`.
+        pub fn step_at(&mut self, found: Found, now: std::time::Instant) -> Step {
+            match found {
+                Found::Start | Found::Waited => Step::LookForRefusal,
+                Found::Refusal(true) => Step::Refused {
+                    release: self.held.take(),
+                },
+                Found::Refusal(false) => Step::LookForToken,
+                Found::FreshToken(true) => Step::Restored {
+                    release: self.held.take(),
+                },
+                Found::FreshToken(false) => match self.held.take() {
+                    Some(lease) => Step::Fetch(Some(lease)),
+                    None => Step::TakeLease(self.lease_ttl),
+                },
+                Found::Lease(Some(lease)) => {
+                    self.held = Some(lease);
+                    Step::LookForRefusal
+                }
+                Found::Lease(None) if now >= self.deadline => Step::FetchAlone(self.patience),
+                Found::Lease(None) => Step::Wait((self.deadline - now).min(self.lease_ttl)),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::time::Instant;
+
+        const TTL: Duration = Duration::from_secs(31);
+
+        #[test]
+        fn a_refusal_stored_just_before_the_lease_is_taken_is_honoured() {
+            let t0 = Instant::now();
+            let mut s = Settle::new(TTL, Duration::from_secs(22), t0);
+            assert_eq!(s.step_at(Found::Start, t0), Step::LookForRefusal);
+            assert_eq!(s.step_at(Found::Refusal(false), t0), Step::LookForToken);
+            assert_eq!(
+                s.step_at(Found::FreshToken(false), t0),
+                Step::TakeLease(TTL)
+            );
+            let lease = Lease::new("f");
+            assert_eq!(
+                s.step_at(Found::Lease(Some(lease.clone())), t0),
+                Step::LookForRefusal
+            );
+            // The last holder stored its refusal between the first look and the lease.
+            assert_eq!(
+                s.step_at(Found::Refusal(true), t0),
+                Step::Refused {
+                    release: Some(lease)
+                }
+            );
+        }
+
+        #[test]
+        fn a_token_stored_just_before_the_lease_is_restored_and_the_lease_given_back() {
+            let t0 = Instant::now();
+            let mut s = Settle::new(TTL, Duration::from_secs(22), t0);
+            s.step_at(Found::Start, t0);
+            s.step_at(Found::Refusal(false), t0);
+            s.step_at(Found::FreshToken(false), t0);
+            let lease = Lease::new("f");
+            s.step_at(Found::Lease(Some(lease.clone())), t0);
+            s.step_at(Found::Refusal(false), t0);
+            assert_eq!(
+                s.step_at(Found::FreshToken(true), t0),
+                Step::Restored {
+                    release: Some(lease)
+                }
+            );
+        }
+
+        #[test]
+        fn a_held_lease_is_waited_for_within_the_patience_then_fetched_alone() {
+            let t0 = Instant::now();
+            let patience = Duration::from_secs(22);
+            let mut s = Settle::new(TTL, patience, t0);
+            s.step_at(Found::Start, t0);
+            s.step_at(Found::Refusal(false), t0);
+            s.step_at(Found::FreshToken(false), t0);
+            assert_eq!(s.step_at(Found::Lease(None), t0), Step::Wait(patience));
+            assert_eq!(s.step_at(Found::Waited, t0), Step::LookForRefusal);
+            s.step_at(Found::Refusal(false), t0);
+            s.step_at(Found::FreshToken(false), t0);
+            let later = t0 + patience;
+            assert_eq!(
+                s.step_at(Found::Lease(None), later),
+                Step::FetchAlone(patience)
+            );
+            // With no lease ever held, nothing is given back.
+            let mut s = Settle::new(TTL, patience, t0);
+            assert_eq!(
+                s.step_at(Found::FreshToken(true), t0),
+                Step::Restored { release: None }
+            );
+        }
+    }
 }
 
 /// Certificates (DER) as PEM `CERTIFICATE` blocks: how redis-rs takes the roots a

@@ -2,9 +2,10 @@
 //! token may end it; otherwise the fetch lease decides which process asks the provider;
 //! after it, the token (or the refusal) is stored for the others.
 //!
-//! The steps are tessera-std's (`client/fleet.rs` there), awaited instead of blocking; every
-//! rule they apply is written once, in the core (sealing, bindings, refusals) and in
-//! `tessera_host::store` (record names, lease length, patience, sizes).
+//! Which step comes next is decided by `tessera_host::store::fleet::Settle`, the machine
+//! tessera-std drives too; this file does the I/O (awaited) and the session's part. Every
+//! rule is written once: in the core (sealing, bindings, refusals) and in
+//! `tessera_host::store` (the steps, record names, lease length, patience, sizes).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use tessera_core::session::{Cause, Completion, Refusal, Ticket};
 use tessera_core::snapshot::{Key, WallTime};
 use tessera_core::{ErrorKind, Provider, TokenId};
-use tessera_host::store::fleet::{lease_ttl, patience, snapshot_capacity, REFUSAL_CAPACITY};
+use tessera_host::store::fleet::{self, lease_ttl, patience, snapshot_capacity, REFUSAL_CAPACITY};
 use tessera_host::Token;
 use zeroize::Zeroizing;
 
@@ -133,54 +134,75 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         Before::Settled
     }
 
+    /// Drives the fleet's steps before a fetch (`tessera_host::store::fleet::Settle`, the
+    /// machine tessera-std drives too) with this client's store and session.
     async fn settle(&self, store: &Arc<dyn TokenStore>) -> Result<Settle, StoreError> {
         let key = self.store_key();
         let Some(binding) = self.binding() else {
             return Ok(Settle::Fetch(None));
         };
-        let lease_ttl = lease_ttl(self.inner.options.request_timeout);
-        let patience = patience(self.inner.options.session.fetch_timeout);
-        let deadline = tokio::time::Instant::now() + patience;
+        let mut steps = fleet::Settle::new(
+            lease_ttl(self.inner.options.request_timeout),
+            patience(self.inner.options.session.fetch_timeout),
+            std::time::Instant::now(),
+        );
+        let mut refusal = None;
+        let mut found = fleet::Found::Start;
         loop {
-            if let Some(refusal) = self.stored_refusal(store.as_ref(), &binding, key).await? {
-                debug!("tessera: the fleet's last attempt with this credential was refused");
-                return Ok(Settle::Refused(refusal));
-            }
-            if self.restore_fresh(store.as_ref(), &binding, key).await? {
-                return Ok(Settle::Restored);
-            }
-            if let Some(lease) = store.acquire(&binding, lease_ttl).await? {
-                self.inner.lease_stuck.store(false, Ordering::Relaxed);
-                let mut held = HeldLease {
-                    binding: binding.clone(),
-                    lease: Some(lease),
-                    store: Arc::clone(store),
-                };
-                // The last holder may have stored its token and released the lease between
-                // the look above and this lease: look once more before asking the provider.
-                if self.restore_fresh(store.as_ref(), &binding, key).await? {
-                    if let Some(lease) = held.lease.take() {
+            found = match steps.step(found) {
+                fleet::Step::LookForRefusal => {
+                    refusal = self.stored_refusal(store.as_ref(), &binding, key).await?;
+                    fleet::Found::Refusal(refusal.is_some())
+                }
+                fleet::Step::LookForToken => fleet::Found::FreshToken(
+                    self.restore_fresh(store.as_ref(), &binding, key).await?,
+                ),
+                fleet::Step::TakeLease(ttl) => {
+                    let lease = store.acquire(&binding, ttl).await?;
+                    if lease.is_some() {
+                        self.inner.lease_stuck.store(false, Ordering::Relaxed);
+                    }
+                    fleet::Found::Lease(lease)
+                }
+                fleet::Step::Wait(limit) => {
+                    store.wait(&binding, limit).await?;
+                    fleet::Found::Waited
+                }
+                fleet::Step::Refused { release } => {
+                    if let Some(lease) = release {
+                        store.release(&binding, &lease).await?;
+                    }
+                    debug!("tessera: the fleet's last attempt with this credential was refused");
+                    return Ok(match refusal {
+                        Some(r) => Settle::Refused(r),
+                        None => Settle::Fetch(None),
+                    });
+                }
+                fleet::Step::Restored { release } => {
+                    if let Some(lease) = release {
                         store.release(&binding, &lease).await?;
                     }
                     return Ok(Settle::Restored);
                 }
-                return Ok(Settle::Fetch(Some(held)));
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                if !self.inner.lease_stuck.swap(true, Ordering::Relaxed) {
-                    warn!(
-                        "tessera: the fleet's fetch lease was not given back within {patience:?}; \
-                         fetching alone (each fetch waits that long at most while it stays held)"
-                    );
-                } else {
-                    debug!("tessera: the fleet's fetch lease is still held; fetching alone");
+                fleet::Step::Fetch(lease) => {
+                    return Ok(Settle::Fetch(lease.map(|lease| HeldLease {
+                        binding: binding.clone(),
+                        lease: Some(lease),
+                        store: Arc::clone(store),
+                    })));
                 }
-                return Ok(Settle::Fetch(None));
-            }
-            store
-                .wait(&binding, (deadline - now).min(lease_ttl))
-                .await?;
+                fleet::Step::FetchAlone(_patience) => {
+                    if !self.inner.lease_stuck.swap(true, Ordering::Relaxed) {
+                        warn!(
+                            "tessera: the fleet's fetch lease was not given back within {_patience:?}; \
+                             fetching alone (each fetch waits that long at most while it stays held)"
+                        );
+                    } else {
+                        debug!("tessera: the fleet's fetch lease is still held; fetching alone");
+                    }
+                    return Ok(Settle::Fetch(None));
+                }
+            };
         }
     }
 

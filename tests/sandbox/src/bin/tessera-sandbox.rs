@@ -1,8 +1,9 @@
-//! `tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE]`: the sandbox as a standalone
-//! server for developing an integration by hand (127.0.0.1 unless told otherwise; `--host
-//! 0.0.0.0` serves a board on your LAN). `--tls` serves HTTPS with a certificate for the
-//! host address, signed by a CA made at start-up and written to `CA_FILE` (PEM) for
-//! `tessera token … --ca CA_FILE`. Stops with Ctrl-C.
+//! `tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE [--tls-name NAME]]`: the sandbox
+//! as a standalone server for developing an integration by hand (127.0.0.1 unless told
+//! otherwise; `--host 0.0.0.0` serves a board on your LAN). `--tls` serves HTTPS with a
+//! certificate for the host address (or for `--tls-name`, a DNS name a client maps to this
+//! address itself, as `scripts/net-qemu --token-url` does), signed by a CA made at start-up
+//! and written to `CA_FILE` (PEM) for `tessera token … --ca CA_FILE`. Stops with Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,9 +14,11 @@ fn main() {
     let mut port = 8080u16;
     let mut host = IpAddr::from([127, 0, 0, 1]);
     let mut tls_ca: Option<String> = None;
+    let mut tls_name: Option<String> = None;
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--tls", Some(path)) => tls_ca = Some(path),
+            ("--tls-name", Some(name)) => tls_name = Some(name),
             ("--port", Some(p)) => match p.parse() {
                 Ok(p) => port = p,
                 Err(_) => usage(&format!("--port `{p}` is not a port number")),
@@ -30,11 +33,14 @@ fn main() {
     let addr = SocketAddr::new(host, port);
     let started = match &tls_ca {
         None => Sandbox::start_on(addr),
-        Some(path) => Sandbox::start_tls_on(addr, &host.to_string()).and_then(|(sb, ca)| {
-            std::fs::write(path, tessera_sandbox::certificate_pem(&ca))?;
-            println!("CA certificate written to {path}");
-            Ok(sb)
-        }),
+        Some(path) => {
+            Sandbox::start_tls_on(addr, &tls_name.clone().unwrap_or_else(|| host.to_string()))
+                .and_then(|(sb, ca)| {
+                    std::fs::write(path, tessera_sandbox::certificate_pem(&ca))?;
+                    println!("CA certificate written to {path}");
+                    Ok(sb)
+                })
+        }
     };
     let sandbox = match started {
         Ok(s) => s,
@@ -59,7 +65,7 @@ fn main() {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "tessera-sandbox: {msg}\nusage: tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE]"
+        "tessera-sandbox: {msg}\nusage: tessera-sandbox [--host ADDR] [--port N] [--tls CA_FILE [--tls-name NAME]]"
     );
     std::process::exit(2);
 }

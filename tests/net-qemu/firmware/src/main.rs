@@ -43,12 +43,13 @@ async fn net_task(mut runner: Runner<'static, VirtioNet>) -> ! {
 #[embassy_executor::task]
 async fn main_task(spawner: Spawner) {
     let pass = run(spawner).await;
-    let (busy, slept) = platform::totals();
+    let (busy, slept_instret, slept) = platform::totals();
     println!(
-        "@done {{\"pass\":{},\"instructions\":{},\"slept_ms\":{},\"heap\":{}}}",
+        "@done {{\"pass\":{},\"instructions\":{},\"instret_in_wfi\":{},\"slept_us\":{},\"heap\":{}}}",
         pass,
         busy,
-        slept / 10_000,
+        slept_instret,
+        slept / 10,
         platform::heap_use().0
     );
     platform::exit(pass)

@@ -92,9 +92,11 @@ pub fn slept_ticks() -> u64 {
     critical_section::with(|cs| SLEPT_TICKS.borrow(cs).get())
 }
 
-/// Instructions and sleep (mtime ticks) since reset, for the run's last line.
-pub fn totals() -> (u64, u64) {
-    (busy_instructions(), slept_ticks())
+/// Instructions, `minstret`'s advance across the sleeps, and the sleep (mtime ticks) since
+/// reset, for the run's last line.
+pub fn totals() -> (u64, u64, u64) {
+    let slept = critical_section::with(|cs| SLEPT_INSTRET.borrow(cs).get());
+    (busy_instructions(), slept, slept_ticks())
 }
 
 /// Unix time in nanoseconds from the goldfish RTC (QEMU gives it the host's UTC clock).

@@ -152,3 +152,151 @@ pub fn token<P: Provider>(
         Err(Error::Core(e)) => (1, error_json(&e, None)),
     })
 }
+
+/// `tessera call … --transport embassy`: `spec.repeat` calls with tessera-embassy (MbedTLS
+/// for `https://`, `--ca` as the roots), each printed by `print` as it ends, then the
+/// summary line. Returns the exit code: 0 when every call was answered (any status), 1
+/// otherwise. The token is never printed.
+pub fn call<P: Provider + 'static>(
+    provider: P,
+    credentials: Credentials,
+    target: &Target,
+    spec: &crate::call::CallSpec,
+    print: &mut dyn FnMut(String),
+) -> Result<u8, String> {
+    use tessera_embassy::{ApiRequest, CallBuffers};
+    let https = |u: &str| {
+        u.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    };
+    let token_https = target
+        .token_url
+        .as_deref()
+        .or(target.base_url.as_deref())
+        .is_none_or(https);
+    if (token_https || https(&spec.url)) && target.ca.is_none() {
+        return Err(
+            "--transport embassy needs --ca FILE for https:// (the terminal's roots)".into(),
+        );
+    }
+    let roots = match &target.ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("--ca {path}: {e}"))?;
+            let pem = CString::new(pem).map_err(|_| format!("--ca {path}: not a PEM file"))?;
+            let pem: &'static CString = Box::leak(Box::new(pem));
+            Some(Roots::new(pem.as_c_str()).map_err(|e| format!("--ca {path}: {e}"))?)
+        }
+        None => None,
+    };
+    let stack: &'static Stack = Box::leak(Box::default());
+    let dns: &'static Resolver = Box::leak(Box::new(Resolver(Stack::default())));
+    let resources: &'static mut Resources = Box::leak(Box::default());
+    let mut settings = Settings::default();
+    settings.session.allow_insecure_http = target.allow_insecure_http;
+    if let Some(t) = target.timeout {
+        let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+        settings.timeout = embassy_time::Duration::from_millis(ms);
+    }
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    let builder = Client::<NoopRawMutex, _, _, _>::builder(
+        provider,
+        credentials,
+        stack,
+        dns,
+        resources,
+        &mut rng,
+    )
+    .settings(settings);
+    let client = match roots {
+        Some(roots) => {
+            let tls = Tls::new(Box::leak(Box::new(Rng09(rand_core::UnwrapErr(
+                rand_core::OsRng,
+            )))))
+            .map_err(|e| format!("MbedTLS: {e:?}"))?;
+            let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
+            use_wall_clock(&CLOCK);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            CLOCK.set_unix_time(now.as_secs());
+            let buffers: &'static mut MbedtlsBuffers = Box::leak(Box::default());
+            builder
+                .mbedtls(Mbedtls::new(tls.reference(), roots, buffers))
+                .build()
+        }
+        None => builder.build(),
+    };
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    client.set_wall_time(unix.as_secs());
+    let extra: Vec<(&str, &str)> = spec.extra_headers().collect();
+    if extra.len() > tessera_embassy::MAX_EXTRA_HEADERS {
+        return Err(format!(
+            "at most {} --header options (besides Content-Type)",
+            tessera_embassy::MAX_EXTRA_HEADERS
+        ));
+    }
+    let mut answered_all = true;
+    async_io::block_on(async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        let mut tx: Box<MbedtlsBuffers> = Box::default();
+        for i in 1..=spec.repeat {
+            let mut request = ApiRequest::new(spec.method, &spec.url).headers(&extra);
+            if let Some(data) = &spec.data {
+                request = request.body(spec.content_type(), data);
+            }
+            let started = std::time::Instant::now();
+            let answer = match https(&spec.url) {
+                true => client.call_mbedtls(request, &mut buffers, &mut tx).await,
+                false => client.call(request, &mut buffers).await,
+            };
+            let took = started.elapsed();
+            let line = match answer {
+                Ok(r) => {
+                    let c = r.connection();
+                    let body = spec.show_body.then(|| r.body());
+                    crate::call::answered_json(
+                        i,
+                        r.status(),
+                        took,
+                        c.as_str(),
+                        c.handshake.as_str(),
+                        body,
+                    )
+                }
+                Err(e) => {
+                    answered_all = false;
+                    crate::call::failed_json(i, took, &error_line(&client, e))
+                }
+            };
+            print(line);
+        }
+    });
+    let w = client.wire_stats();
+    print(crate::call::summary_json(
+        spec.repeat,
+        u64::from(w.connections),
+        u64::from(w.full),
+        u64::from(w.resumed),
+    ));
+    Ok(if answered_all { 0 } else { 1 })
+}
+
+/// The error line of a failed `token()` or `call()`.
+fn error_line<P: Provider, T: embedded_nal_async::TcpConnect, D: Dns, C: tessera_core::Clock>(
+    client: &Client<'_, NoopRawMutex, P, T, D, C>,
+    e: Error,
+) -> String {
+    match e {
+        Error::Token {
+            kind, transport, ..
+        } => {
+            let line = client.failure(|f| f.map(failure_json));
+            let line = line.or(transport.map(transport_json));
+            line.unwrap_or_else(|| kind_json(kind))
+        }
+        Error::Transport(t) => transport_json(t),
+        Error::Core(e) => error_json(&e, None),
+    }
+}

@@ -16,6 +16,7 @@ use tessera_core::{
 };
 use tessera_std::{FileStore, Options, OwnedProvider, RedisStore, Trust};
 
+pub mod call;
 #[cfg(feature = "embassy")]
 pub mod embassy;
 pub mod tokio;

@@ -87,3 +87,67 @@ fn the_terminal_client_fetches_over_https_with_the_given_roots() {
     assert!(err.contains("needs --ca"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tessera call … --repeat 10` against the sandbox over HTTPS prints ten answered calls and
+/// the summary `1 connection, 1 full handshake` on both transports (the token fetch's
+/// connection carries the ten calls), as the server counted too; the token is never printed.
+#[test]
+fn call_repeat_keeps_one_connection_on_both_transports() {
+    let m = matrix();
+    let dir = std::env::temp_dir().join(format!("tessera-cli-call-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("roots.pem");
+    std::fs::write(&ca, &m.roots_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+    for transport in ["std", "embassy"] {
+        let (sb, url) = serve(&m.cases[0]);
+        let api = format!("https://{HOST}:{}/oauth2/protected", sb.addr().port());
+        let mut cmd = common::tessera_command();
+        cmd.args([
+            "call",
+            "oauth2",
+            "--token-url",
+            &url,
+            "--client-id",
+            CLIENT_ID,
+        ])
+        .args(["--url", &api, "--repeat", "10", "--ca", ca])
+        .args(["--header", "Idempotency-Key: k-1", "--transport", transport])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(CLIENT_SECRET.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{transport}: {stdout}{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 11, "{transport}: {stdout}");
+        for line in &lines[..10] {
+            assert!(line.contains(r#""status":200"#), "{transport}: {line}");
+            assert!(
+                line.contains(r#""connection":"reused""#),
+                "{transport}: {line}"
+            );
+        }
+        assert_eq!(
+            lines[10], r#"{"calls":10,"connections":1,"handshakes":{"full":1,"resumed":0}}"#,
+            "{transport}"
+        );
+        let w = sb.wire();
+        assert_eq!((w.connections, w.full), (1, 1), "{transport}: {w:?}");
+        assert_eq!(sb.count(Endpoint::Protected(ProviderKind::OAuth2)), 10);
+        for token in tessera_sandbox::issued_tokens() {
+            assert!(
+                !stdout.contains(&token),
+                "{transport}: the token was printed"
+            );
+        }
+    }
+}

@@ -28,7 +28,7 @@ use crate::error::{Error, Fault};
 use crate::http::{
     exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
 };
-use crate::kept::Pool;
+use crate::kept::{Pool, WireStats};
 #[cfg(feature = "mbedtls")]
 use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
 use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
@@ -137,6 +137,8 @@ struct Shared<'r, P, const TOKEN: usize, const REFRESH: usize> {
     refresher: RefresherSlot,
     /// The wall clock, once the application set it: Unix seconds then, and when.
     wall: Option<(u64, embassy_time::Instant)>,
+    /// Connections opened and reused, and handshakes, so far.
+    stats: WireStats,
 }
 
 #[cfg(feature = "tls")]
@@ -279,6 +281,7 @@ impl<
                 stored: 0,
                 waiters: MultiWakerRegistration::new(),
                 wall: None,
+                stats: WireStats::default(),
                 refresher: RefresherSlot {
                     running: false,
                     handoff: None,
@@ -392,6 +395,13 @@ where
             timeout: self.timeout,
             wall_now: self.wall_now(),
         }
+    }
+
+    /// Connections this client opened and reused, and the TLS handshakes they cost, over
+    /// every exchange that got an answer (token requests and calls): what a firmware or
+    /// the CLI reports, e.g. "10 calls, 1 connection, 1 full handshake".
+    pub fn wire_stats(&self) -> WireStats {
+        self.with(|s| s.stats)
     }
 
     /// Closes every kept connection now (before a deep sleep or a network change; they
@@ -569,6 +579,9 @@ where
         };
         let body: &[u8] = held.bufs.as_ref().map_or(&[], |b| &*b.body);
         let completion = self.with(|s| {
+            if let Ok(x) = &outcome {
+                s.stats.count(x.connection);
+            }
             let completion = match outcome {
                 Ok(x) => s.session.on_response(
                     ticket,
@@ -847,6 +860,7 @@ where
                 exchange(&self.wire(), &self.kept, conn, out, rx, body, true, safe).await
             };
             let x = sent.map_err(Error::from)?;
+            self.with(|s| s.stats.count(x.connection));
             match rule.after(x.status) {
                 AfterCall::Done => break x,
                 AfterCall::RejectAndRetry => {

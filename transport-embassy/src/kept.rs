@@ -35,7 +35,9 @@ pub enum Handshake {
     None,
     /// A full handshake (key exchange and the certificate chain checked).
     Full,
-    /// A resumed handshake (a saved session: no certificate chain).
+    /// A resumed handshake: a saved session was offered and the handshake succeeded (with
+    /// MbedTLS, whether the server took it is not reported by mbedtls-rs 0.3: one that did
+    /// not answers with a full handshake).
     Resumed,
 }
 
@@ -56,6 +58,36 @@ impl Handshake {
             Handshake::None => "none",
             Handshake::Full => "full",
             Handshake::Resumed => "resumed",
+        }
+    }
+}
+
+/// Connections opened and reused, and TLS handshakes, over a client's exchanges so far
+/// ([`Client::wire_stats`](crate::Client::wire_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WireStats {
+    /// Exchanges on a new connection.
+    pub connections: u32,
+    /// Exchanges on a kept connection.
+    pub reused: u32,
+    /// Full TLS handshakes.
+    pub full: u32,
+    /// Resumed TLS handshakes (a saved session offered; see [`Handshake::Resumed`]).
+    pub resumed: u32,
+}
+
+impl WireStats {
+    pub(crate) fn count(&mut self, c: Connection) {
+        let bump = |n: &mut u32| *n = n.saturating_add(1);
+        match c.reused {
+            true => bump(&mut self.reused),
+            false => bump(&mut self.connections),
+        }
+        match c.handshake {
+            Handshake::None => {}
+            Handshake::Full => bump(&mut self.full),
+            Handshake::Resumed => bump(&mut self.resumed),
         }
     }
 }

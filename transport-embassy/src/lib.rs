@@ -187,7 +187,7 @@ mod tls;
 pub use client::{Builder, Client, EmbassyClock, Settings, Token, KEPT_CONNECTIONS};
 pub use error::Error;
 pub use http::{ApiRequest, ApiResponse, MAX_EXTRA_HEADERS};
-pub use kept::{Connection, Handshake};
+pub use kept::{Connection, Handshake, WireStats};
 pub use resources::{snapshot_capacity, CallBuffers, Resources};
 pub use tessera_core as core;
 #[cfg(feature = "tls")]

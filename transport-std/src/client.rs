@@ -467,6 +467,14 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         self.inner.requests.load(Ordering::Relaxed)
     }
 
+    /// How many connections this client has opened (token fetches and calls alike). ureq's
+    /// agent keeps a connection after a complete answer and sends the next request to the
+    /// same origin on it (up to 3 idle per host, 15 s idle), so ten calls after a token
+    /// fetch on one host open one connection; one the server closed while idle is replaced.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.http.connections_opened()
+    }
+
     /// The options the client was made with.
     pub fn options(&self) -> &Options {
         &self.inner.options

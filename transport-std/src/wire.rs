@@ -3,8 +3,9 @@
 //! within a limit.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tessera_core::Request;
@@ -27,10 +28,14 @@ pub(crate) struct Http {
     direct: Agent,
     /// `https://`: the [`Proxy`](crate::Proxy) option's proxy (a `CONNECT` tunnel).
     secure: Agent,
+    /// Connections opened so far (both agents). ureq's agents keep connections between
+    /// requests (token fetches and calls alike); this counts the new ones.
+    opened: Arc<AtomicU64>,
 }
 
 impl Http {
     pub(crate) fn new(options: &Options) -> Http {
+        let opened = Arc::new(AtomicU64::new(0));
         let config = |proxy: Option<ureq::Proxy>| -> Config {
             Agent::config_builder()
                 .http_status_as_error(false)
@@ -56,7 +61,9 @@ impl Http {
         let agent = |proxy| {
             Agent::with_parts(
                 config(proxy),
-                DefaultConnector::new().chain(Coalescing),
+                DefaultConnector::new().chain(Coalescing {
+                    opened: Arc::clone(&opened),
+                }),
                 Lookup { pool: &SYSTEM },
             )
         };
@@ -65,7 +72,16 @@ impl Http {
             None => direct.clone(),
             Some(p) => agent(Some(p)),
         };
-        Http { direct, secure }
+        Http {
+            direct,
+            secure,
+            opened,
+        }
+    }
+
+    /// Connections opened so far (a request on a kept connection opens none).
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Sends `request`: `https://` through the proxy option, anything else directly.
@@ -92,7 +108,10 @@ const MAX_HEAD: usize = 24 * 1024;
 /// one write when the response is awaited: one segment instead of two, so the server reads
 /// the request at once instead of waking twice (on loopback, about a tenth of a first fetch).
 #[derive(Debug)]
-struct Coalescing;
+struct Coalescing {
+    /// Counted here: ureq calls a connector only for a new connection.
+    opened: Arc<AtomicU64>,
+}
 
 impl Connector<Box<dyn Transport>> for Coalescing {
     type Out = Coalesced<Box<dyn Transport>>;
@@ -102,6 +121,9 @@ impl Connector<Box<dyn Transport>> for Coalescing {
         _details: &ConnectionDetails,
         chained: Option<Box<dyn Transport>>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        if chained.is_some() {
+            self.opened.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(chained.map(|inner| Coalesced {
             inner,
             held: Vec::with_capacity(HOLD),

@@ -55,7 +55,13 @@ const USAGE: &str = "usage:
                 --client-id <id> [--scope <s>] [--auth basic|body] [--show-token]
                 [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
                 [--cache <file> | --store redis://host:port[/db]] [--transport std|tokio|embassy]
-                                  (secret in TESSERA_CLIENT_SECRET, or on stdin)";
+                                  (secret in TESSERA_CLIENT_SECRET, or on stdin)
+  tessera call <shogun|apimw|setu|stonex|oauth2> [--base-url <url> | --token-url <url>]
+                --client-id <id> [--scope <s>] [--auth basic|body] --url <url> [--method <m>]
+                [--header 'Name: value']... [--data <text>|@<file>] [--repeat <n>]
+                [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
+                [--transport std|embassy] [--show-body]
+                                  (one JSON line per call, then a summary; never the token)";
 
 /// A usage error: printed with the usage text, exit 2.
 struct Usage(String);
@@ -79,6 +85,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         "parse" => parse(rest),
         "request" => request(rest),
         "token" => token(rest),
+        "call" => call(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -323,6 +330,149 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `call`: `--repeat` downstream calls with a token, one JSON line each (status, ms, a new
+/// or kept connection, the TLS handshake it cost), then the summary line.
+fn call(rest: &[String]) -> Result<ExitCode, Usage> {
+    use tessera_examples::call::{parse_data, parse_header, parse_method, CallSpec};
+    // --header may be given again and again: taken out first.
+    let mut headers = Vec::new();
+    let mut others = Vec::new();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        if a == "--header" {
+            let v = it
+                .next()
+                .ok_or_else(|| Usage("--header needs a value".into()))?;
+            headers.push(parse_header(v).map_err(Usage)?);
+        } else {
+            others.push(a.clone());
+        }
+    }
+    let args = Args::new(
+        &others,
+        &[
+            "--base-url",
+            "--token-url",
+            "--client-id",
+            "--scope",
+            "--auth",
+            "--ca",
+            "--timeout",
+            "--transport",
+            "--url",
+            "--method",
+            "--data",
+            "--repeat",
+        ],
+        &["--allow-insecure-http", "--show-body"],
+    )?;
+    let client_id = args
+        .value("--client-id")
+        .ok_or_else(|| Usage("--client-id is required".into()))?;
+    let url = args
+        .value("--url")
+        .ok_or_else(|| Usage("--url is required".into()))?;
+    let data = args
+        .value("--data")
+        .map(parse_data)
+        .transpose()
+        .map_err(Usage)?;
+    let method = match args.value("--method") {
+        Some(m) => parse_method(m).map_err(Usage)?,
+        None if data.is_some() => tessera_core::Method::Post,
+        None => tessera_core::Method::Get,
+    };
+    let repeat = match args.value("--repeat") {
+        None => 1,
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Usage(format!("--repeat `{n}`: expected a count from 1")))?,
+    };
+    let spec = CallSpec {
+        url: url.to_owned(),
+        method,
+        headers,
+        data,
+        repeat,
+        show_body: args.has("--show-body"),
+    };
+    let target = Target {
+        base_url: args.value("--base-url").map(str::to_owned),
+        token_url: args.value("--token-url").map(str::to_owned),
+        scope: args.value("--scope").map(str::to_owned),
+        auth: args.value("--auth").map(str::to_owned),
+        ca: args.value("--ca").map(str::to_owned),
+        allow_insecure_http: args.has("--allow-insecure-http"),
+        timeout: args
+            .value("--timeout")
+            .map(parse_timeout)
+            .transpose()
+            .map_err(Usage)?,
+        cache: None,
+        store: None,
+    };
+    let provider = target.provider(args.provider).map_err(Usage)?;
+    let secret = read_secret().map_err(Usage)?;
+    let credentials = Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
+    let mut print = |line: String| println!("{line}");
+    let code = match args.value("--transport") {
+        None | Some("std") => {
+            let token_https = target
+                .token_url
+                .as_deref()
+                .or(target.base_url.as_deref())
+                .is_none_or(|u| {
+                    u.get(..8)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+                });
+            let options = tessera_std::Options {
+                refresh_in_background: false,
+                ..target.options().map_err(Usage)?
+            };
+            let client = tessera_std::Client::with_options(provider, credentials, options);
+            tessera_examples::call::std_call(&client, &spec, token_https, &mut print)
+        }
+        Some("embassy") => call_embassy(provider, credentials, &target, &spec, &mut print)?,
+        Some(other) => {
+            return Err(Usage(format!(
+                "--transport `{other}`: expected std or embassy"
+            )))
+        }
+    };
+    Ok(ExitCode::from(code))
+}
+
+/// `call` with tessera-embassy (`--transport embassy`).
+#[cfg(feature = "embassy")]
+fn call_embassy(
+    provider: tessera_std::OwnedProvider,
+    credentials: Credentials,
+    target: &Target,
+    spec: &tessera_examples::call::CallSpec,
+    print: &mut dyn FnMut(String),
+) -> Result<u8, Usage> {
+    // The process's one client: its provider lives as long.
+    let provider: &'static tessera_std::OwnedProvider = Box::leak(Box::new(provider));
+    tessera_examples::embassy::call(*provider.provider(), credentials, target, spec, print)
+        .map_err(Usage)
+}
+
+/// Without the `embassy` feature: a usage error that says how to build it.
+#[cfg(not(feature = "embassy"))]
+fn call_embassy(
+    _: tessera_std::OwnedProvider,
+    _: Credentials,
+    _: &Target,
+    _: &tessera_examples::call::CallSpec,
+    _: &mut dyn FnMut(String),
+) -> Result<u8, Usage> {
+    Err(Usage(
+        "--transport embassy needs a build with `--features embassy` (and a C toolchain)".into(),
+    ))
 }
 
 /// `token` with tessera-embassy and MbedTLS (`--transport embassy`).

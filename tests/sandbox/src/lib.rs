@@ -18,7 +18,8 @@
 //!   ([`Sandbox::last_headers`]);
 //! - **a [`Gate`]** that holds an answer until the test releases it, for "what happens
 //!   while a refresh is in flight";
-//! - **[`CountingListener`]**, which proves whether a client connected at all;
+//! - **[`CountingListener`]**, which proves whether a client connected at all, and
+//!   **[`HostileServer`]**, which answers with framing HTTP servers refuse to produce;
 //! - **[`ManualClock`]**, the monotonic clock a test moves by hand, so a backoff runs out
 //!   or a token comes due when the test says, never after a sleep.
 //!
@@ -49,14 +50,14 @@
 //! ## Feature `suite`
 //!
 //! Tessera's own test suite, not for users: the end-to-end scenarios every transport runs
-//! (`scenarios`), the TLS matrix's certificate chains (`pki`, which reads RSA key fixtures
-//! from Tessera's repository at run time) and a `redis-server` process helper. The
-//! published crate does not ship those fixtures.
+//! (`scenarios`, `store_scenarios`), the TLS matrix's certificate chains (`pki`, which reads
+//! RSA key fixtures from Tessera's repository at run time) and a `redis-server` process
+//! helper. The published crate does not ship those fixtures.
 //!
 //! One module per job: `server` (start-up, TLS, connections), `faults` (injection and the
 //! request handler), `providers` (each provider's answers), `jwt` (tokens and their
-//! signatures), `gate`, `listener`, `clock`; with `suite`, `scenarios`, `pki` and
-//! `redis_server`.
+//! signatures), `gate`, `listener`, `hostile`, `clock`; with `suite`, `scenarios`,
+//! `store_scenarios`, `pki` and `redis_server`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

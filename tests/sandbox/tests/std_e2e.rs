@@ -326,3 +326,54 @@ fn calls_share_one_kept_connection() {
     scenarios::calls_share_one_kept_connection(&Std);
     scenarios::audit();
 }
+
+/// tessera-std over HTTPS (ureq's agent, rustls): a token fetch and ten calls on one
+/// connection and one full handshake; after the server closes idle connections the next
+/// call reconnects and rustls resumes the session (the server counts it resumed), on TLS 1.3
+/// and TLS 1.2.
+#[test]
+fn https_calls_keep_one_connection_and_reconnects_resume() {
+    use tessera_sandbox::pki::{matrix, Versions, HOST};
+    let m = matrix();
+    let case = &m.cases[0];
+    for versions in [Versions::Tls13, Versions::Tls12] {
+        let sb = Sandbox::start_tls_with(&case.chain, versions).unwrap();
+        let origin = format!("https://{HOST}:{}", sb.addr().port());
+        let opts = Options {
+            trust: tessera_std::Trust::from_pem(m.roots_pem.as_bytes()).unwrap(),
+            ..options(false)
+        };
+        let client = Client::<OwnedProvider>::with_options(
+            OwnedProvider::new(
+                ProviderKind::OAuth2,
+                base_url_at(&origin, ProviderKind::OAuth2),
+            ),
+            Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap(),
+            opts,
+        );
+        let url = format!("{origin}/oauth2/protected");
+        let get = || {
+            let request = http::Request::get(url.as_str()).body(Vec::new()).unwrap();
+            client.call(request).unwrap().status()
+        };
+        for _ in 0..10 {
+            assert_eq!(get(), 200, "{versions:?}");
+        }
+        let w = sb.wire();
+        assert_eq!(
+            (w.connections, w.full, w.resumed),
+            (1, 1, 0),
+            "{versions:?}: {w:?}"
+        );
+        assert_eq!(client.connections_opened(), 1);
+        sb.close_idle_connections();
+        assert_eq!(get(), 200, "{versions:?}");
+        let w = sb.wire();
+        assert_eq!(
+            (w.connections, w.full, w.resumed),
+            (2, 1, 1),
+            "{versions:?}: {w:?}"
+        );
+        assert_eq!(client.connections_opened(), 2);
+    }
+}

@@ -233,7 +233,9 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
         match tls {
             None => {
                 let now = embassy_time::Instant::now();
-                let taken = kept.lock(|p| p.borrow_mut().take(&to, now));
+                let taken = kept
+                    .lock(|p| p.borrow_mut().take(&to, now))
+                    .and_then(still_open);
                 if let Some(mut conn) = taken {
                     let sent = over(
                         &mut conn,
@@ -308,6 +310,18 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
     match with_timeout(wire.timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(Fault::Net(TIMED_OUT)),
+    }
+}
+
+/// A kept plain connection, if it still looks open: one read polled once must find
+/// nothing to read (an end of stream means the server closed it while idle, a byte would be
+/// garbage nobody asked for). What ureq does before reusing a connection, so a closed one is
+/// replaced before anything is sent rather than found dead after.
+fn still_open<C: embedded_io_async::Read>(mut conn: C) -> Option<C> {
+    let mut byte = [0u8; 1];
+    match embassy_futures::poll_once(conn.read(&mut byte)) {
+        core::task::Poll::Pending => Some(conn),
+        core::task::Poll::Ready(_) => None,
     }
 }
 

@@ -513,53 +513,63 @@ fn calls_share_one_kept_connection() {
     scenarios::audit();
 }
 
-/// A POST found on a dead kept connection: without an `Idempotency-Key` it is an `io`
-/// failure and the API never saw it twice (here: not at all); with one it is sent again
-/// once on a new connection and answered. The connection each call used is reported.
+/// A kept connection the server closed while idle is seen closed before anything is sent
+/// on it (a read polled once finds the end of the stream, as ureq probes): the POST goes on
+/// a new connection, once. One that dies with the request in it (the server read it and
+/// closed without a byte of answer): a POST without an `Idempotency-Key` is an `io` failure
+/// and the API saw it once; with a key it is sent again once, on a new connection, and
+/// answered. Each call says which connection it had.
 #[test]
 fn a_dead_kept_connection_resends_only_what_may_be_repeated() {
     let sb = Sandbox::start().unwrap();
     let kind = ProviderKind::OAuth2;
     let c = make_with(&sb.base_url(kind), kind, CLIENT_SECRET, false, false);
-    let url = sb.protected_url(kind);
-    let post = |headers: &[(&str, &str)]| {
+    let post = |url: &str, headers: &[(&str, &str)]| {
         async_io::block_on(async {
             let mut buffers: Box<CallBuffers> = Box::default();
             let request =
-                ApiRequest::post(&url, "application/json", b"{\"amount\":1}").headers(headers);
+                ApiRequest::post(url, "application/json", b"{\"amount\":1}").headers(headers);
             c.client
                 .call(request, &mut buffers)
                 .await
                 .map(|r| (r.status(), r.connection()))
         })
     };
-    let (status, first) = post(&[]).unwrap();
+    let url = sb.protected_url(kind);
+    let (status, first) = post(&url, &[]).unwrap();
     assert_eq!((status, first.reused), (200, true), "after the token fetch");
-    let (_, second) = post(&[]).unwrap();
-    assert!(second.reused);
     assert_eq!(sb.wire().connections, 1);
-    let seen = sb.count(Endpoint::Protected(kind));
-
     sb.close_idle_connections();
-    let e = post(&[]).expect_err("a POST without a key is not sent again");
-    assert_eq!(e.stage(), Some(tessera_core::Stage::Io), "{e}");
+    let (status, after) = post(&url, &[]).unwrap();
     assert_eq!(
-        sb.count(Endpoint::Protected(kind)),
-        seen,
-        "the API never saw it"
+        (status, after.reused),
+        (200, false),
+        "closed: a new connection"
     );
+    assert_eq!(sb.count(Endpoint::Protected(kind)), 2, "each POST once");
 
-    // The failed one left nothing kept: this one opens a connection.
-    let (_, fresh) = post(&[]).unwrap();
-    assert!(!fresh.reused);
-    sb.close_idle_connections();
+    let answer =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            .to_vec();
+    let api = tessera_sandbox::HostileServer::answer_once_then_drop(answer).unwrap();
+    let url = format!("{}/pay", api.origin());
+    assert_eq!(post(&url, &[]).unwrap().0, 200);
+    let e = post(&url, &[]).expect_err("a POST without a key is not sent again");
+    assert_eq!(e.stage(), Some(tessera_core::Stage::Io), "{e}");
+    assert_eq!(api.requests(), 2, "the API saw it once");
+
+    let (status, fresh) = post(&url, &[]).unwrap();
+    assert_eq!((status, fresh.reused), (200, false));
     let keyed = [("Idempotency-Key", "order-0042")];
-    let (status, again) = post(&keyed).unwrap();
+    let (status, again) = post(&url, &keyed).unwrap();
     assert_eq!(
         (status, again.reused),
         (200, false),
-        "sent again on a new connection"
+        "sent again once, on a new connection"
     );
-    assert_eq!(sb.count(Endpoint::Protected(kind)), seen + 2, "once each");
-    assert_eq!(sb.wire().connections, 3);
+    assert_eq!(
+        api.requests(),
+        5,
+        "the keyed POST reached the API twice: the lost one and the resend"
+    );
 }

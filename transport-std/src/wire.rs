@@ -85,17 +85,70 @@ impl Http {
     }
 
     /// Sends `request`: `https://` through the proxy option, anything else directly.
-    pub(crate) fn run(
+    ///
+    /// A request that went on a kept connection which then failed as a closed connection
+    /// does (ureq probes a kept connection before using it, so this is one the server
+    /// closed with the request in it) is sent again once, on a new connection, only if
+    /// repeating it is harmless: an idempotent method (GET, HEAD, PUT, DELETE, OPTIONS) or an
+    /// `Idempotency-Key`. Anything else fails as `io`: a payment never reaches the API twice
+    /// without its key. tessera-embassy follows the same rule.
+    pub(crate) fn run<B: AsSendBody + Clone>(
         &self,
-        request: http::Request<impl AsSendBody>,
+        request: http::Request<B>,
     ) -> Result<http::Response<Body>, ureq::Error> {
         let agent = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
             &self.secure
         } else {
             &self.direct
         };
-        agent.run(request)
+        let safe = repeatable(&request);
+        let again = safe.then(|| copy(&request)).flatten();
+        let opened = self.connections_opened();
+        match (agent.run(request), again) {
+            (Err(e), Some(again)) if self.connections_opened() == opened && closed(&e) => {
+                debug!("tessera: a kept connection was closed with the request in it; sending it again on a new one");
+                agent.run(again)
+            }
+            (result, _) => result,
+        }
     }
+}
+
+/// Whether sending `request` twice has the effect of sending it once.
+fn repeatable<B>(request: &http::Request<B>) -> bool {
+    use http::Method;
+    let method = request.method();
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
+        || request.headers().contains_key("idempotency-key")
+}
+
+/// A copy of `request`, to send again.
+fn copy<B: Clone>(request: &http::Request<B>) -> Option<http::Request<B>> {
+    let mut builder = http::Request::builder()
+        .method(request.method().clone())
+        .uri(request.uri().clone())
+        .version(request.version());
+    if let Some(headers) = builder.headers_mut() {
+        *headers = request.headers().clone();
+    }
+    builder.body(request.body().clone()).ok()
+}
+
+/// Whether `e` is a connection that closed under the request (not a timeout, not an
+/// answer that broke HTTP).
+fn closed(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e, ureq::Error::Io(io) if matches!(
+        io.kind(),
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+    ))
 }
 
 /// The input and output buffer of a connection.

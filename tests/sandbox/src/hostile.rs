@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -100,6 +100,7 @@ impl Hostile {
 pub struct HostileServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
 }
 
 impl HostileServer {
@@ -114,25 +115,45 @@ impl HostileServer {
         Self::answering(Answer::Raw(Arc::new(raw)))
     }
 
+    /// A server that answers the first request on each connection with `first` (a whole
+    /// response that lets the connection be kept), then reads the next request on that
+    /// connection and closes it without a byte of answer: a kept connection that dies with a
+    /// request in it (the server may have acted on it).
+    pub fn answer_once_then_drop(first: Vec<u8>) -> std::io::Result<HostileServer> {
+        Self::answering(Answer::OnceThenDrop(Arc::new(first)))
+    }
+
+    /// Requests read so far (every connection).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
     fn answering(answer: Answer) -> std::io::Result<HostileServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&requests);
         thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let stopped = Arc::clone(&stopped);
+                        let counted = Arc::clone(&counted);
                         let answer = answer.clone();
-                        thread::spawn(move || serve(stream, &answer, &stopped));
+                        thread::spawn(move || serve(stream, &answer, &stopped, &counted));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Ok(HostileServer { addr, stop })
+        Ok(HostileServer {
+            addr,
+            stop,
+            requests,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -151,17 +172,28 @@ impl Drop for HostileServer {
 enum Answer {
     Case(Hostile),
     Raw(Arc<Vec<u8>>),
+    OnceThenDrop(Arc<Vec<u8>>),
 }
 
-fn serve(mut stream: TcpStream, answer: &Answer, stop: &AtomicBool) {
+fn serve(mut stream: TcpStream, answer: &Answer, stop: &AtomicBool, requests: &AtomicU64) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     if read_request(&mut stream).is_none() {
         return;
     }
+    requests.fetch_add(1, Ordering::SeqCst);
     let (endless, answer) = match answer {
         Answer::Case(case) => (*case == Hostile::EndlessContinue, case.answer()),
         Answer::Raw(raw) => (false, raw.to_vec()),
+        Answer::OnceThenDrop(first) => {
+            let _ = stream.write_all(first);
+            let _ = stream.flush();
+            if read_request(&mut stream).is_some() {
+                requests.fetch_add(1, Ordering::SeqCst);
+            }
+            // Dropped: closed with the request unanswered.
+            return;
+        }
     };
     if endless {
         // Until the client gives up (its timeout) and closes.

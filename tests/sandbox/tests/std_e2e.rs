@@ -377,3 +377,54 @@ fn https_calls_keep_one_connection_and_reconnects_resume() {
         assert_eq!(client.connections_opened(), 2);
     }
 }
+
+/// tessera-std with a dead kept connection, the same outcomes as tessera-embassy's test of
+/// that name: one the server closed while idle is replaced before anything is sent (ureq
+/// probes it); one that dies with the request in it is an `io` failure for a POST without
+/// a key (the API saw it once), and sent again once with one.
+#[test]
+fn a_dead_kept_connection_resends_only_what_may_be_repeated() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = Std.client(&sb, kind, CLIENT_SECRET);
+    let post = |url: &str, key: Option<&str>| {
+        let mut b = http::Request::post(url).header("Content-Type", "application/json");
+        if let Some(k) = key {
+            b = b.header("Idempotency-Key", k);
+        }
+        c.client
+            .call(b.body(b"{}".to_vec()).unwrap())
+            .map(|r| r.status().as_u16())
+    };
+    let url = sb.protected_url(kind);
+    assert_eq!(post(&url, None).unwrap(), 200);
+    sb.close_idle_connections();
+    assert_eq!(post(&url, None).unwrap(), 200);
+    assert_eq!(sb.count(Endpoint::Protected(kind)), 2, "each POST once");
+    assert_eq!(sb.wire().connections, 2);
+
+    let answer =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            .to_vec();
+    let api = tessera_sandbox::HostileServer::answer_once_then_drop(answer).unwrap();
+    let url = format!("{}/pay", api.origin());
+    assert_eq!(post(&url, None).unwrap(), 200);
+    let e = post(&url, None).expect_err("a POST without a key is not sent again");
+    assert_eq!(
+        e.transport().map(|t| t.stage),
+        Some(tessera_core::Stage::Io),
+        "{e}"
+    );
+    assert_eq!(api.requests(), 2, "the API saw it once");
+    assert_eq!(post(&url, None).unwrap(), 200);
+    assert_eq!(
+        post(&url, Some("order-0042")).unwrap(),
+        200,
+        "sent again once, on a new connection"
+    );
+    assert_eq!(
+        api.requests(),
+        5,
+        "the keyed POST reached the API twice: the lost one and the resend"
+    );
+}

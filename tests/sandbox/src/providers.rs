@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::jwt::{iso8601_no_zone, unix_now};
+use crate::jwt::iso8601_no_zone;
 use crate::server::Inner;
 use crate::{Endpoint, ProviderKind, CLIENT_ID, CLIENT_SECRET, SCOPES};
 
@@ -86,7 +86,10 @@ impl Inner {
                 ProviderKind::Shogun => (401, JSON_TYPE, json!({"status": false, "message": "Invalid credentials"}).to_string()),
                 ProviderKind::Apimw => (401, JSON_TYPE, json!({"success": false, "error": {"code": "INVALID_CREDENTIALS", "message": "Invalid API Key or Secret"}}).to_string()),
                 ProviderKind::Setu => {
-                    let trace = format!("{:08x}-sand-box0-0000-{:012x}", unix_now() & 0xffff_ffff, self.lock().next_jti);
+                    // Stable for a sandbox (its key, not the clock), so two runs of a refused
+                    // request print the same words whenever the second falls.
+                    let [a, b, c, d, ..] = self.key;
+                    let trace = format!("{:08x}-sand-box0-0000-{:012x}", u32::from_le_bytes([a, b, c, d]), self.lock().next_jti);
                     (400, JSON_TYPE, json!({"status": 400, "success": false, "error": {
                         "code": "invalid-api-key",
                         "detail": format!("API key invalid [{id}], please recheck your credentials."),

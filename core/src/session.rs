@@ -267,9 +267,11 @@ pub enum Poll<'s, const TOKEN: usize, const REFRESH: usize> {
         /// What kind of failure it was.
         kind: ErrorKind,
     },
-    /// No usable token and no automatic retry: the credentials were refused. Replace them
-    /// ([`Session::set_credentials`]) or ask explicitly ([`Session::retry`]).
-    /// [`Session::failure`] has the provider's words.
+    /// No usable token, and nothing to retry in a loop: the credentials were refused (tried
+    /// again by itself once [`Config::refusal_retry`] has passed, see
+    /// [`Session::backoff_until`]), or the URL may not be used (never tried again). Replace
+    /// the credentials ([`Session::set_credentials`]) or ask explicitly
+    /// ([`Session::retry`]). [`Session::failure`] has the provider's words.
     Failed(ErrorKind),
 }
 

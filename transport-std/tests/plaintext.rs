@@ -112,3 +112,53 @@ fn a_bad_proxy_url_is_refused_when_made() {
     let p = Proxy::url("http://user:hunter2@127.0.0.1:3128").unwrap();
     assert!(!format!("{p:?}").contains("hunter2"));
 }
+
+/// What the core checks is what ureq connects to: for every URL the core accepts among
+/// combinations of hosts, separators that split authorities differently in different
+/// parsers, tails and ports, the `http` crate (ureq's URI type) reads the same host and
+/// port. A URL where the two could disagree is one the core refuses.
+#[test]
+fn the_core_and_ureq_agree_on_every_host_the_core_accepts() {
+    use tessera_core::transport::parse_url;
+    let hosts = [
+        "127.0.0.1",
+        "localhost",
+        "api.example",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "127.1",
+        "0x7f.0.0.1",
+        "",
+    ];
+    let separators = [
+        "", "#", "?", "/", "\\", "@", ":", "%2e", ";", " ", "\t", "%00", ".", "..", "[", "]",
+    ];
+    let tails = ["", ".attacker.example", "@evil.example", "evil.example:81", "x"];
+    let ports = ["", ":80", ":0", ":65536", ":08080", ":8443"];
+    let (mut accepted, mut refused) = (0, 0);
+    for host in hosts {
+        for sep in separators {
+            for tail in tails {
+                for port in ports {
+                    let url = format!("http://{host}{sep}{tail}{port}/p?q=1#f");
+                    let Ok(target) = parse_url(&url) else {
+                        refused += 1;
+                        continue;
+                    };
+                    accepted += 1;
+                    let uri: http::Uri = url
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{url}: core accepts, http refuses: {e}"));
+                    let uri_host = uri.host().unwrap_or_default();
+                    assert_eq!(uri_host, target.host, "{url}: host");
+                    assert_eq!(
+                        uri.port_u16().unwrap_or(80),
+                        target.port,
+                        "{url}: port"
+                    );
+                }
+            }
+        }
+    }
+    assert!(accepted > 50 && refused > 1000, "{accepted} accepted, {refused} refused");
+}

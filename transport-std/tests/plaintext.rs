@@ -133,7 +133,13 @@ fn the_core_and_ureq_agree_on_every_host_the_core_accepts() {
     let separators = [
         "", "#", "?", "/", "\\", "@", ":", "%2e", ";", " ", "\t", "%00", ".", "..", "[", "]",
     ];
-    let tails = ["", ".attacker.example", "@evil.example", "evil.example:81", "x"];
+    let tails = [
+        "",
+        ".attacker.example",
+        "@evil.example",
+        "evil.example:81",
+        "x",
+    ];
     let ports = ["", ":80", ":0", ":65536", ":08080", ":8443"];
     let (mut accepted, mut refused) = (0, 0);
     for host in hosts {
@@ -151,14 +157,13 @@ fn the_core_and_ureq_agree_on_every_host_the_core_accepts() {
                         .unwrap_or_else(|e| panic!("{url}: core accepts, http refuses: {e}"));
                     let uri_host = uri.host().unwrap_or_default();
                     assert_eq!(uri_host, target.host, "{url}: host");
-                    assert_eq!(
-                        uri.port_u16().unwrap_or(80),
-                        target.port,
-                        "{url}: port"
-                    );
+                    assert_eq!(uri.port_u16().unwrap_or(80), target.port, "{url}: port");
                 }
             }
         }
     }
-    assert!(accepted > 50 && refused > 1000, "{accepted} accepted, {refused} refused");
+    assert!(
+        accepted > 50 && refused > 1000,
+        "{accepted} accepted, {refused} refused"
+    );
 }

@@ -652,12 +652,24 @@ fn a_lease_held_for_ever_costs_each_fetch_one_wait() {
         opts,
         Arc::new(clock.clone()),
     );
+    #[cfg(feature = "log")]
+    tessera_sandbox::scenarios::capture_logs();
     // Each fetch gives up on the lease and fetches alone; tokens never stop.
     let t1 = c.token().unwrap();
     clock.advance(Duration::from_secs(7200));
     let t2 = c.token().unwrap();
     assert_ne!(t1.as_str(), t2.as_str());
     assert_eq!(requests(&sb), 2);
+    // One warning for the stuck lease, not one per fetch (with the `log` feature, as the
+    // workspace's test build has it).
+    #[cfg(feature = "log")]
+    {
+        let warned = tessera_sandbox::scenarios::logs()
+            .iter()
+            .filter(|l| l.contains("fetch lease was not given back"))
+            .count();
+        assert_eq!(warned, 1);
+    }
 }
 
 // ---- the fleet's races, driven in order ------------------------------------------------

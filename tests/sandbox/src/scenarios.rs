@@ -469,7 +469,7 @@ pub fn many_callers_one_request(h: &impl Harness) {
 /// No clock decides: a provider that never answers is held at a gate the test opens only
 /// once the client has given up by itself (its 500 ms timeout), so a client that waited for
 /// the answer would get the token and fail the typed-error check; a slow drip would likewise
-/// end in a token. A watchdog opens the gate after [`SETTLE`], so a hung client fails rather
+/// end in a token. A watchdog opens the gate after 10 s, so a hung client fails rather
 /// than hangs the suite.
 pub fn every_fault_is_typed_then_recovers(h: &impl Harness) {
     let sb = Sandbox::start().unwrap();

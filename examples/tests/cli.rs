@@ -437,6 +437,24 @@ fn plaintext_off_the_machine_is_refused_without_connecting() {
         );
         assert_eq!(v["cause"], serde_json::Value::Null, "{all}");
     }
+    // A URL whose authority the core does not accept: refused before connecting, even on
+    // loopback and with the opt-in, and its user:password@ is never printed.
+    let port = l.port();
+    for url in [
+        format!("http://user:hunter2@127.0.0.1:{port}/oauth2/token"),
+        format!("http://127.0.0.1:{port}@evil.example:{port}/oauth2/token"),
+        format!("http://127.0.0.1:0{port}0/oauth2/token"),
+        format!("http://127.1:{port}/oauth2/token"),
+    ] {
+        let args = token_args("oauth2", "--token-url", &url, &["--allow-insecure-http"]);
+        let (code, v, all) = token_json(&args);
+        assert_eq!(
+            (code, v["kind"].as_str()),
+            (1, Some("invalid_url")),
+            "{url}: {all}"
+        );
+        assert!(!all.contains("hunter2"), "{all}");
+    }
     assert_eq!(l.accepted(), 0, "a connection was made");
     // The explicit opt-in for a LAN sandbox does connect (and this listener hangs up).
     let url = base_url_at(&origin, ProviderKind::OAuth2);

@@ -204,8 +204,8 @@ impl Target<'_> {
         is_loopback(self.host)
     }
 
-    /// Whether the URL named its port, i.e. a `Host` header needs `:port`: true when
-    /// [`Target::port`] is not the scheme's default.
+    /// Whether [`Target::port`] is the scheme's default (80 or 443): a `Host` header then
+    /// leaves it out; otherwise it carries `:port`.
     pub const fn port_is_default(&self) -> bool {
         self.port == self.scheme.default_port()
     }

@@ -382,7 +382,11 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             Err(e) => return Outcome::Invalid(e),
         };
         drop(headers);
-        debug!("tessera: token request {method} {url}");
+        // Never a `user:password@` the URL may carry.
+        debug!(
+            "tessera: token request {method} {}",
+            tessera_core::transport::display_url(&url)
+        );
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let response = match self.inner.http.execute(request).await {
             Ok(r) => r,

@@ -32,7 +32,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             request.url().as_str(),
             self.inner.options.session.allow_insecure_http,
         )
-        .map_err(|_| Error::Insecure)?;
+        .map_err(refused)?;
         let mut rule = Downstream::new();
         let mut request = request;
         loop {
@@ -96,7 +96,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     .map_err(Error::Core)?;
                 request
                     .check_security(self.inner.options.session.allow_insecure_http)
-                    .map_err(|_| Error::Insecure)?;
+                    .map_err(refused)?;
                 let url = reqwest::Url::parse(&request.url.to_string()).map_err(|_| {
                     Error::Core(tessera_core::Error::Malformed {
                         field: Some("url"),
@@ -152,6 +152,15 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 }),
             };
         }
+    }
+}
+
+/// A URL the core refused: [`Error::Insecure`] for plaintext off the machine, the core's
+/// own error (which names what was wrong) for a URL it does not accept.
+pub(crate) fn refused(e: tessera_core::Error) -> Error {
+    match e {
+        tessera_core::Error::Insecure => Error::Insecure,
+        e => Error::Core(e),
     }
 }
 

@@ -6,7 +6,7 @@ use reqwest_middleware::{Middleware, Next};
 use tessera_core::transport::{check_url, AfterCall, Downstream};
 use tessera_core::Provider;
 
-use crate::call::bearer;
+use crate::call::{bearer, refused};
 use crate::{Client, Error};
 
 /// A `reqwest_middleware` layer that adds `Authorization: Bearer …` from a [`Client`] to
@@ -71,7 +71,7 @@ where
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let allow = self.client.options().session.allow_insecure_http;
-        check_url(request.url().as_str(), allow).map_err(|_| refuse(Error::Insecure))?;
+        check_url(request.url().as_str(), allow).map_err(|e| refuse(refused(e)))?;
         let mut rule = Downstream::new();
         let mut request = request;
         loop {

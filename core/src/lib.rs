@@ -76,7 +76,7 @@ pub use provider::{
     StoneX, UnknownProvider, APIMW_BASE_URL, SETU_PRODUCTION_URL, SETU_SANDBOX_URL,
     SHOGUN_BASE_URL, STONEX_SANDBOX_URL, STONEX_TOKEN_PATH,
 };
-pub use request::{bearer_header, Headers, Method, Request, Url, FORM, JSON};
+pub use request::{bearer_header, Headers, Layout, Method, Request, Span, Url, FORM, JSON};
 pub use session::{Bearer, Config, Poll, Restored, Session, Step, Ticket, TokenId};
 pub use time::{Clock, Instant};
 pub use transport::{Stage, TransportError};

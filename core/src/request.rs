@@ -121,6 +121,16 @@ impl Url<'_> {
     }
 }
 
+impl Url<'_> {
+    /// Writes the joined URL (see [`Url::len`] for its length).
+    pub(crate) fn write_to(&self, out: &mut Out<'_>) {
+        let (a, b, c) = self.parts();
+        out.str(a);
+        out.str(b);
+        out.str(c);
+    }
+}
+
 impl fmt::Display for Url<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (a, b, c) = self.parts();
@@ -274,4 +284,99 @@ pub fn bearer_header<'b>(token: &str, buf: &'b mut [u8]) -> Result<&'b str, Erro
         needed: 0,
         capacity,
     })
+}
+
+/// Where one piece of a written request is in the caller's buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    /// The piece's byte range in the buffer.
+    pub const fn range(&self) -> core::ops::Range<usize> {
+        self.start..self.start + self.len
+    }
+
+    fn of<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        buf.get(self.range()).unwrap_or_default()
+    }
+}
+
+/// A token request written into a caller's buffer ([`Session::write_request`]), as a small
+/// `Copy` value: where the URL, the `Authorization` value and the body are in that buffer.
+/// A transport keeps it across any lock it lets go of and reads the pieces back from the
+/// buffer: no borrowed strings to turn into offsets and back, no copy of the request.
+/// `Debug` shows positions only.
+///
+/// [`Session::write_request`]: crate::Session::write_request
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Layout {
+    /// The method.
+    pub method: Method,
+    /// The body's media type, when there is a body.
+    pub content_type: Option<&'static str>,
+    url: Span,
+    authorization: Option<Span>,
+    body: Span,
+}
+
+impl Layout {
+    /// The whole URL, from `buf` (the buffer the request was written into).
+    pub fn url<'b>(&self, buf: &'b [u8]) -> &'b str {
+        core::str::from_utf8(self.url.of(buf)).unwrap_or_default()
+    }
+
+    /// The whole `Authorization` value, when the request has one.
+    pub fn authorization<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
+        self.authorization
+            .map(|a| core::str::from_utf8(a.of(buf)).unwrap_or_default())
+    }
+
+    /// The body (empty for none).
+    pub fn body<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        self.body.of(buf)
+    }
+
+    /// The request, borrowing `buf`: what [`Request::headers`] lists is what to send.
+    pub fn request<'b>(&self, buf: &'b [u8]) -> Request<'b> {
+        Request {
+            method: self.method,
+            url: Url {
+                base: self.url(buf),
+                path: "",
+            },
+            content_type: self.content_type,
+            authorization: self.authorization(buf),
+            body: self.body(buf),
+        }
+    }
+
+    /// A layout of the pieces' spans (see [`Session::write_request`]).
+    ///
+    /// [`Session::write_request`]: crate::Session::write_request
+    pub(crate) fn place(
+        method: Method,
+        content_type: Option<&'static str>,
+        url: Span,
+        authorization: Option<Span>,
+        body: Span,
+    ) -> Layout {
+        Layout {
+            method,
+            content_type,
+            url,
+            authorization,
+            body,
+        }
+    }
+}
+
+impl Span {
+    pub(crate) const fn new(start: usize, len: usize) -> Span {
+        Span { start, len }
+    }
 }

@@ -58,7 +58,7 @@ use crate::grant::Grant;
 use crate::json::Problem;
 use crate::provider::OAuth2;
 use crate::provider::Provider;
-use crate::request::Request;
+use crate::request::{Layout, Request, Span};
 use crate::snapshot::{self, Key, Keys, SnapshotError, WallTime};
 use crate::time::{millis, Instant};
 use crate::transport::TransportError;
@@ -471,6 +471,87 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         let request = self.provider.token_request(&self.credentials, buf)?;
         request.check_security(self.config.allow_insecure_http)?;
         Ok(request)
+    }
+
+    /// Writes the token request for `ticket` into `buf` and says where its pieces are: a
+    /// small `Copy` [`Layout`] (the pattern of quinn-proto's `poll_transmit` into a caller's
+    /// buffer). A transport keeps the layout, lets go of any lock, and reads the URL, the
+    /// `Authorization` value and the body back from `buf` with it: no borrowed strings
+    /// turned into offsets, no copy of the request. The same refusals as
+    /// [`Session::request`]; a buffer too small is [`Error::Capacity`] with the bytes needed:
+    /// all of it (the URL included) once the provider's own part fits, only that part when
+    /// it does not (the URL's length is known only from a written request), so a buffer
+    /// sized from the first error may get a second, larger and final one.
+    pub fn write_request(&self, ticket: &Ticket, buf: &mut [u8]) -> Result<Layout, Error> {
+        let capacity = buf.len();
+        // What the provider writes into the buffer, and what it lends from elsewhere (its
+        // URL, a constant): those are copied after it.
+        let extra = {
+            let base = buf.as_ptr() as usize;
+            let inside = |b: &[u8]| {
+                let at = b.as_ptr() as usize;
+                b.is_empty() || (at >= base && at + b.len() <= base + capacity)
+            };
+            let r = self.request(ticket, buf)?;
+            let mut extra = r.url.len();
+            if !inside(r.body) {
+                extra += r.body.len();
+            }
+            if let Some(a) = r.authorization.filter(|a| !inside(a.as_bytes())) {
+                extra += a.len();
+            }
+            extra
+        };
+        let too_small = |needed: usize| Error::Capacity {
+            field: "request buffer",
+            needed,
+            capacity,
+        };
+        let split = capacity.checked_sub(extra).ok_or(too_small(extra))?;
+        let (front, tail) = buf.split_at_mut(split);
+        let base = front.as_ptr() as usize;
+        let front_len = front.len();
+        let r = self.request(ticket, front).map_err(|e| match e {
+            Error::Capacity { needed, .. } => too_small(needed.saturating_add(extra)),
+            other => other,
+        })?;
+        let span_in = |b: &[u8]| {
+            let at = b.as_ptr() as usize;
+            (b.is_empty() || (at >= base && at + b.len() <= base + front_len)).then(|| {
+                match b.is_empty() {
+                    true => Span::default(),
+                    false => Span::new(at - base, b.len()),
+                }
+            })
+        };
+        // The URL, then the pieces the provider lent, into the tail.
+        let mut out = Out::new(tail);
+        r.url.write_to(&mut out);
+        let url = Span::new(split, r.url.len());
+        let mut at = split + r.url.len();
+        let mut lent = |b: &[u8], out: &mut Out<'_>| {
+            out.bytes(b);
+            let span = Span::new(at, b.len());
+            at += b.len();
+            span
+        };
+        let body = match span_in(r.body) {
+            Some(span) => span,
+            None => lent(r.body, &mut out),
+        };
+        let authorization = r.authorization.map(|a| match span_in(a.as_bytes()) {
+            Some(span) => span,
+            None => lent(a.as_bytes(), &mut out),
+        });
+        let (method, content_type) = (r.method, r.content_type);
+        out.finish().map_err(|_| too_small(capacity + 1))?;
+        Ok(Layout::place(
+            method,
+            content_type,
+            url,
+            authorization,
+            body,
+        ))
     }
 
     /// What a background refresher does now. A refresher keeps a cached token fresh: it

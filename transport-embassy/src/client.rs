@@ -5,7 +5,6 @@ use core::cell::RefCell;
 use core::fmt;
 use core::future::poll_fn;
 use core::marker::PhantomData;
-use core::ops::Range;
 use core::task::Poll as TaskPoll;
 
 use embassy_futures::select::select;
@@ -20,8 +19,8 @@ use tessera_core::session::{
 use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::transport::{check_url, AfterCall, Downstream};
 use tessera_core::{
-    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Method, Provider, Stage, TokenId,
-    TransportError, JSON,
+    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Layout, Provider, Stage, TokenId,
+    TransportError,
 };
 
 use crate::error::{Error, Fault};
@@ -568,7 +567,8 @@ where
         let (Some(ticket), Some(bufs)) = (held.ticket.as_ref(), held.bufs.as_mut()) else {
             return;
         };
-        let prepared = self.with(|s| prepare(&s.session, ticket, bufs));
+        // Written under the lock into the request buffer; the layout says where.
+        let prepared = self.with(|s| s.session.write_request(ticket, bufs.request));
         let outcome = match prepared {
             Err(e) => Err(Cause::Local(e)),
             Ok(p) => self.send_token_request(&p, bufs).await,
@@ -610,52 +610,40 @@ where
 
     async fn send_token_request(
         &self,
-        p: &Prepared,
+        layout: &Layout,
         bufs: &mut FetchBuffers<'r>,
     ) -> Result<Exchanged, Cause> {
         let FetchBuffers {
             request,
             headers,
             body,
-            url,
             #[cfg(feature = "tls")]
             tls,
+            ..
         } = bufs;
-        let (request, scratch): (&[u8], &[u8]) = (request, url);
-        let text = |v: &Val| match v {
-            Val::Static(s) => s,
-            Val::Request(r) => utf8(request.get(r.clone())),
-            Val::Scratch(r) => utf8(scratch.get(r.clone())),
-        };
-        let bytes = |v: &Val| match v {
-            Val::Static(s) => s.as_bytes(),
-            Val::Request(r) => request.get(r.clone()).unwrap_or_default(),
-            Val::Scratch(r) => scratch.get(r.clone()).unwrap_or_default(),
-        };
-        let url = utf8(scratch.get(..p.url));
+        let request: &[u8] = request;
+        let req = layout.request(request);
+        let url = layout.url(request);
         // The host and path the core parsed: never a URL's `user:password@` (refused by
         // the core anyway) nor its query in a log line.
         if let Ok(_to) = tessera_core::transport::parse_url(url) {
             diag!(
                 debug,
                 "tessera: token request {} {}{}",
-                p.method.as_str(),
+                layout.method.as_str(),
                 _to.host,
                 _to.path
             );
         }
-        let mut list: heapless::Vec<(&str, &str), 3> = heapless::Vec::new();
-        for (name, value) in &p.headers {
-            // Both hold three: the core's request has at most three headers.
-            let _ = list.push((name, text(value)));
-        }
+        // At most three: Accept, Content-Type, Authorization.
+        let list: heapless::Vec<(&str, &str), 3> = req.headers().collect();
         #[cfg(feature = "mbedtls")]
         if let (true, Some(m)) = (is_https(url), self.mbedtls.as_ref()) {
             let out = Outgoing {
-                method: p.method,
+                method: layout.method,
                 url,
                 headers: &list,
-                body: bytes(&p.body),
+                body: req.body,
             };
             return m
                 .token_exchange(&self.wire(), out, headers, body)
@@ -675,10 +663,10 @@ where
             (true, None) => return Err(Cause::Transport(NO_TLS)),
         };
         let out = Outgoing {
-            method: p.method,
+            method: layout.method,
             url,
             headers: &list,
-            body: bytes(&p.body),
+            body: req.body,
         };
         // A token request (a POST with no Idempotency-Key) is not sent again when a kept
         // connection is found closed: the server may have taken it before the connection
@@ -1296,120 +1284,4 @@ impl<
             }
         });
     }
-}
-
-/// Where a part of the token request is, once the lock is let go.
-#[derive(Clone, Debug)]
-enum Val {
-    Static(&'static str),
-    /// In the request buffer, where the provider wrote it.
-    Request(Range<usize>),
-    /// Copied after the URL in the URL buffer.
-    Scratch(Range<usize>),
-}
-
-/// The token request, built under the lock and described by positions in the fetch
-/// buffers, so it is sent with no lock held.
-struct Prepared {
-    method: Method,
-    /// Bytes of URL at the start of the URL buffer.
-    url: usize,
-    headers: heapless::Vec<(&'static str, Val), 3>,
-    body: Val,
-}
-
-/// Appends to the URL buffer.
-struct Scratch<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Scratch<'_> {
-    fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, tessera_core::Error> {
-        let start = self.len;
-        let end = start + bytes.len();
-        let capacity = self.buf.len();
-        let dst = self
-            .buf
-            .get_mut(start..end)
-            .ok_or(tessera_core::Error::Capacity {
-                field: "url",
-                needed: end,
-                capacity,
-            })?;
-        dst.copy_from_slice(bytes);
-        self.len = end;
-        Ok(start..end)
-    }
-}
-
-impl fmt::Write for Scratch<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.push(s.as_bytes()).map(drop).map_err(|_| fmt::Error)
-    }
-}
-
-/// Builds the token request for `ticket` into the fetch buffers.
-fn prepare<P: Provider, const TOKEN: usize, const REFRESH: usize>(
-    session: &Session<P, TOKEN, REFRESH>,
-    ticket: &Ticket,
-    bufs: &mut FetchBuffers<'_>,
-) -> Result<Prepared, tessera_core::Error> {
-    let base = bufs.request.as_ptr() as usize;
-    let end = base + bufs.request.len();
-    let req = session.request(ticket, bufs.request)?;
-    let mut scratch = Scratch {
-        buf: bufs.url,
-        len: 0,
-    };
-    let needed = req.url.len();
-    if needed > scratch.buf.len() {
-        return Err(tessera_core::Error::Capacity {
-            field: "url",
-            needed,
-            capacity: scratch.buf.len(),
-        });
-    }
-    fmt::Write::write_fmt(&mut scratch, format_args!("{}", req.url)).map_err(|_| {
-        tessera_core::Error::Capacity {
-            field: "url",
-            needed,
-            capacity: scratch.buf.len(),
-        }
-    })?;
-    let url = scratch.len;
-    // Where the provider wrote a value (in the request buffer), or a copy of it.
-    let mut place = |v: &[u8]| -> Result<Val, tessera_core::Error> {
-        let at = v.as_ptr() as usize;
-        if at >= base && at + v.len() <= end {
-            Ok(Val::Request(at - base..at - base + v.len()))
-        } else {
-            scratch.push(v).map(Val::Scratch)
-        }
-    };
-    let mut headers = heapless::Vec::new();
-    for (name, value) in req.headers() {
-        let val = match (name, req.content_type) {
-            ("Accept", _) if value == JSON => Val::Static(JSON),
-            ("Content-Type", Some(ct)) if ct == value => Val::Static(ct),
-            _ => place(value.as_bytes())?,
-        };
-        headers
-            .push((name, val))
-            .map_err(|_| tessera_core::Error::Capacity {
-                field: "request headers",
-                needed: 4,
-                capacity: 3,
-            })?;
-    }
-    let body = match req.body.is_empty() {
-        true => Val::Static(""),
-        false => place(req.body)?,
-    };
-    Ok(Prepared {
-        method: req.method,
-        url,
-        headers,
-        body,
-    })
 }

@@ -6,11 +6,13 @@
 ///
 /// - `TOKEN`: the longest access token the session keeps (2 KiB; a JWT with many claims may
 ///   need 4 KiB). Responses with a longer one fail with a capacity error, never truncate.
-/// - `REQUEST`: the token request (its body and `Authorization`); 1 KiB is ample.
+/// - `REQUEST`: the token request as the core writes it (its body, `Authorization` and the
+///   token endpoint's URL); 1 KiB is ample.
 /// - `HEADERS`: the token response's head as it is read; 1 KiB is ample.
 /// - `BODY`: the token response's body (Setu's is 1.3 KB; an OAuth 2.0 response is the
 ///   token plus about 200 bytes).
-/// - `URL`: the token endpoint's URL.
+/// - `URL`: no longer used (the token URL is written into `REQUEST`); kept in the type so
+///   existing `Resources<…>` spellings still compile. `0` saves its bytes.
 /// - `REFRESH`: the longest refresh token kept (most client-credentials grants have none).
 ///
 /// The fetch buffers belong to whichever task runs the token request; they are wiped when

@@ -150,3 +150,73 @@ fn a_cache_or_a_store_is_shared_by_std_and_tokio_runs() {
     assert!(line.contains(r#""cached":true"#), "{line}");
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);
 }
+
+/// Runs `tessera call <args> --transport <transport>`: (exit code, stdout lines).
+fn call(args: &[&str], transport: &str) -> (i32, Vec<serde_json::Value>) {
+    let mut cmd = common::tessera_command();
+    cmd.arg("call").args(args).args(["--transport", transport]);
+    cmd.env("TESSERA_CLIENT_SECRET", CLIENT_SECRET);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains(CLIENT_SECRET));
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[test]
+fn call_keeps_one_connection_and_sends_the_key_as_std_does() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::Shogun;
+    let base = sb.base_url(kind);
+    let url = sb.protected_url(kind);
+    let args = [
+        kind.name(),
+        "--base-url",
+        &base,
+        "--client-id",
+        CLIENT_ID,
+        "--url",
+        &url,
+        "--method",
+        "POST",
+        "--data",
+        r#"{"amount":1250}"#,
+        "--header",
+        "Idempotency-Key: order-7",
+        "--repeat",
+        "5",
+    ];
+    let (code, lines) = call(&args, "tokio");
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    for (i, line) in lines[..5].iter().enumerate() {
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["call"], i as u64 + 1);
+        // The token fetch opened the one connection; every call reuses it.
+        assert_eq!(line["connection"], "reused", "{line}");
+    }
+    assert_eq!(lines[5]["connections"], 1, "{:?}", lines[5]);
+    let seen = sb.last_headers(Endpoint::Protected(kind));
+    assert!(
+        seen.contains(&("idempotency-key".into(), "order-7".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("content-type".into(), "application/json".into())),
+        "{seen:?}"
+    );
+    // The same lines' shape as std's, call for call.
+    let (code, std_lines) = call(&args, "std");
+    assert_eq!(code, 0);
+    let shape = |v: &serde_json::Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    for (a, b) in lines.iter().zip(&std_lines) {
+        assert_eq!(shape(a), shape(b), "{a} vs {b}");
+    }
+}

@@ -534,6 +534,14 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         self.inner.requests.load(Ordering::Relaxed)
     }
 
+    /// How many connections this client has opened (token fetches and calls alike, failed
+    /// attempts included). reqwest keeps a connection after a complete answer and sends the
+    /// next request to the same origin on it, so ten calls after a token fetch on one host
+    /// open one connection.
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.http.connections_opened()
+    }
+
     /// The options the client was made with.
     pub fn options(&self) -> &Options {
         &self.inner.options

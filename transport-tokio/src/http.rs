@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -20,13 +22,17 @@ pub(crate) struct Http {
     direct: reqwest::Client,
     /// `https://`: the [`Proxy`](tessera_host::Proxy) option's proxy (a `CONNECT` tunnel).
     secure: reqwest::Client,
+    /// Connections opened by either client.
+    opened: Arc<AtomicU64>,
 }
 
 impl Http {
     pub(crate) fn new(options: &Options) -> Result<Http, Error> {
         let tls = tls_config(&options.trust)?;
+        let opened = Arc::new(AtomicU64::new(0));
         let builder = || {
             reqwest::Client::builder()
+                .connector_layer(Counting(Arc::clone(&opened)))
                 .use_preconfigured_tls(tls.clone())
                 // A 3xx is an answer, never followed: a 307 would carry the secret (or the
                 // bearer token) wherever the server says.
@@ -52,7 +58,16 @@ impl Http {
                 builder().proxy(proxy).build().map_err(setup)?
             }
         };
-        Ok(Http { direct, secure })
+        Ok(Http {
+            direct,
+            secure,
+            opened,
+        })
+    }
+
+    /// How many connections the clients have opened (attempts included).
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The client for `url`: `https://` through the proxy option, anything else directly.
@@ -122,6 +137,43 @@ impl SendError {
 impl fmt::Debug for Http {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Http")
+    }
+}
+
+/// A connector layer that counts the connections reqwest asks its connector for: every one
+/// is a new connection (kept ones are reused from the pool without asking).
+#[derive(Clone)]
+struct Counting(Arc<AtomicU64>);
+
+impl<S> tower_layer::Layer<S> for Counting {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            opened: Arc::clone(&self.0),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    opened: Arc<AtomicU64>,
+}
+
+impl<S: tower_service::Service<R>, R> tower_service::Service<R> for Counted<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> S::Future {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.inner.call(request)
     }
 }
 

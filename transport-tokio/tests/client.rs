@@ -328,3 +328,28 @@ async fn an_unknown_host_says_dns_and_bad_roots_say_why() {
         Err(tessera_tokio::TrustError::NoCertificate)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_fetch_and_ten_calls_keep_one_connection() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::Shogun;
+    let c: Client<_> = Client::with_options(
+        OwnedProvider::new(kind, sb.base_url(kind)),
+        creds(),
+        options(),
+    )
+    .unwrap();
+    c.token().await.unwrap();
+    assert_eq!(c.connections_opened(), 1);
+    for _ in 0..10 {
+        let request = c
+            .request(reqwest::Method::GET, &sb.protected_url(kind))
+            .build()
+            .unwrap();
+        let response = c.call(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Read to the end: the connection goes back to the pool.
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(c.connections_opened(), 1, "one connection, kept");
+}

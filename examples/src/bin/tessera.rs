@@ -60,7 +60,7 @@ const USAGE: &str = "usage:
                 --client-id <id> [--scope <s>] [--auth basic|body] --url <url> [--method <m>]
                 [--header 'Name: value']... [--data <text>|@<file>] [--repeat <n>]
                 [--ca <pem file>] [--allow-insecure-http] [--timeout <seconds>]
-                [--transport std|embassy] [--show-body]
+                [--transport std|tokio|embassy] [--show-body]
                                   (one JSON line per call, then a summary; never the token)";
 
 /// A usage error: printed with the usage text, exit 2.
@@ -437,9 +437,13 @@ fn call(rest: &[String]) -> Result<ExitCode, Usage> {
             tessera_examples::call::std_call(&client, &spec, token_https, &mut print)
         }
         Some("embassy") => call_embassy(provider, credentials, &target, &spec, &mut print)?,
+        Some("tokio") => {
+            tessera_examples::tokio::call(provider, credentials, &target, &spec, &mut print)
+                .map_err(Usage)?
+        }
         Some(other) => {
             return Err(Usage(format!(
-                "--transport `{other}`: expected std or embassy"
+                "--transport `{other}`: expected std, tokio or embassy"
             )))
         }
     };

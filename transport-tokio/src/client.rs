@@ -10,7 +10,7 @@ use std::time::Duration;
 use tessera_core::session::{Cause, Completion, Failure, Poll, Session, Step, Ticket};
 use tessera_core::transport::{body_too_large, retry_after};
 use tessera_core::{
-    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Provider, Stage, TransportError,
+    Bearer, Clock, Credentials, ErrorKind, Grant, Instant, Layout, Provider, Stage, TransportError,
     DEFAULT_REFRESH_CAPACITY, DEFAULT_TOKEN_CAPACITY,
 };
 use tessera_host::{StdClock, Token};
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{cause, Error};
 use crate::fleet;
-use crate::http::{read_body, wiped_body, BodyError, Http, SendError};
+use crate::http::{read_body, wiped_bytes, BodyError, Http, SendError};
 use crate::options::Options;
 use crate::store::TokenStore;
 
@@ -357,36 +357,29 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         let Some(ticket) = ticket else {
             return Outcome::Gone;
         };
-        let built = {
+        // Written under the lock into this fetch's buffer; sent from it with no lock held.
+        let (layout, buf) = {
             let mut buf = Zeroizing::new(vec![0u8; self.inner.options.request_buffer]);
-            let session = self.lock();
-            session.request(ticket, &mut buf).map(|r| {
-                let headers: Vec<(String, Zeroizing<String>)> = r
-                    .headers()
-                    .map(|(k, v)| (k.to_owned(), Zeroizing::new(v.to_owned())))
-                    .collect();
-                (
-                    r.method.as_str().to_owned(),
-                    r.url.to_string(),
-                    headers,
-                    Zeroizing::new(r.body.to_vec()),
-                )
-            })
+            let written = self.lock().write_request(ticket, &mut buf);
+            match written {
+                Ok(layout) => (layout, buf),
+                Err(e) => return Outcome::Local(e),
+            }
         };
-        let (method, url, headers, body) = match built {
-            Err(e) => return Outcome::Local(e),
-            Ok(parts) => parts,
-        };
-        let request = match Self::token_request(&method, &url, &headers, body) {
+        // The buffer becomes the body's bytes (a slice of it, no copy), wiped when reqwest
+        // is done with it.
+        let written = wiped_bytes(buf);
+        let request = match Self::token_request(&layout, &written) {
             Ok(r) => r,
             Err(e) => return Outcome::Invalid(e),
         };
-        drop(headers);
         // Never a `user:password@` the URL may carry.
         debug!(
-            "tessera: token request {method} {}",
-            tessera_core::transport::display_url(&url)
+            "tessera: token request {} {}",
+            layout.method.as_str(),
+            tessera_core::transport::display_url(layout.url(&written))
         );
+        drop(written);
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let response = match self.inner.http.execute(request).await {
             Ok(r) => r,
@@ -416,20 +409,20 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         }
     }
 
-    /// The core's token request as a reqwest request: exactly its headers, a credential
-    /// header marked sensitive, a body wiped when reqwest drops it.
+    /// The core's token request, written into `written` at `layout`, as a reqwest request:
+    /// exactly its headers, a credential header marked sensitive, the body a slice of the
+    /// written bytes (wiped when reqwest drops them).
     fn token_request(
-        method: &str,
-        url: &str,
-        headers: &[(String, Zeroizing<String>)],
-        body: Zeroizing<Vec<u8>>,
+        layout: &Layout,
+        written: &bytes::Bytes,
     ) -> Result<reqwest::Request, TransportError> {
         let invalid = TransportError::new(Stage::Protocol, "invalid request");
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| invalid)?;
-        let url = reqwest::Url::parse(url)
+        let method =
+            reqwest::Method::from_bytes(layout.method.as_str().as_bytes()).map_err(|_| invalid)?;
+        let url = reqwest::Url::parse(layout.url(written))
             .map_err(|_| TransportError::new(Stage::Protocol, "invalid url"))?;
         let mut request = reqwest::Request::new(method, url);
-        for (name, value) in headers {
+        for (name, value) in layout.request(written).headers() {
             let name =
                 reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid)?;
             let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| invalid)?;
@@ -438,7 +431,10 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             }
             request.headers_mut().append(name, value);
         }
-        *request.body_mut() = Some(wiped_body(body));
+        let body = layout.body(written);
+        if !body.is_empty() {
+            *request.body_mut() = Some(reqwest::Body::from(written.slice_ref(body)));
+        }
         Ok(request)
     }
 

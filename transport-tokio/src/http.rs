@@ -313,9 +313,10 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
-/// A body that wipes its bytes when the HTTP stack is done with it.
-pub(crate) fn wiped_body(bytes: Zeroizing<Vec<u8>>) -> reqwest::Body {
-    reqwest::Body::from(bytes::Bytes::from_owner(WipedOnDrop(bytes)))
+/// `bytes` as shared bytes that are wiped when the last slice of them is dropped (by the
+/// HTTP stack, when it is done with a request body).
+pub(crate) fn wiped_bytes(bytes: Zeroizing<Vec<u8>>) -> bytes::Bytes {
+    bytes::Bytes::from_owner(WipedOnDrop(bytes))
 }
 
 struct WipedOnDrop(Zeroizing<Vec<u8>>);

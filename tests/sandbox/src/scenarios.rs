@@ -1,5 +1,6 @@
-//! The end-to-end scenarios every transport must pass, written once: tessera-std and
-//! tessera-embassy each implement [`Harness`] and run them all with [`scenario_tests!`](crate::scenario_tests).
+//! The end-to-end scenarios every transport must pass, written once: tessera-std,
+//! tessera-tokio and tessera-embassy each implement [`Harness`] and run them all with
+//! [`scenario_tests!`](crate::scenario_tests).
 //!
 //! Lifecycle time is a [`ManualClock`] the harness gives its client; network timeouts are
 //! real. No scenario sleeps to make time pass. Clients run with their transport's default

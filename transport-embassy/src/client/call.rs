@@ -1,0 +1,213 @@
+//! Downstream calls with the bearer token written into the call's own buffers, and the
+//! 401 rule.
+
+use super::*;
+
+impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+where
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect,
+    D: Dns,
+    C: Clock,
+{
+    /// Reports token `id` rejected by a downstream API (a 401): dropped if it is still the
+    /// cached one, so the next [`Client::token`] fetches a new one. Whether it was.
+    pub fn reject(&self, id: TokenId) -> bool {
+        self.with(|s| {
+            let dropped = s.session.reject(id);
+            if dropped {
+                s.refresher.nudge();
+            }
+            dropped
+        })
+    }
+
+    /// Sends a downstream call with the bearer token written straight into `buffers` (no
+    /// other copy), plus the request's extra headers. On a first 401 the token is reported
+    /// rejected, a new one is fetched once and the call is sent once more.
+    ///
+    /// An `http://` URL whose host is not loopback is refused before connecting unless
+    /// the settings allow insecure HTTP; an `https://` one needs `Client::call_tls`
+    /// (feature `tls`).
+    pub async fn call<'b, const HEAD: usize, const BODY: usize>(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, None).await
+    }
+
+    /// [`Client::call`] over HTTPS too, with `tls` as this call's own record buffers (so
+    /// concurrent calls and token fetches never wait for each other).
+    #[cfg(feature = "tls")]
+    pub async fn call_tls<
+        'b,
+        const HEAD: usize,
+        const BODY: usize,
+        const R: usize,
+        const W: usize,
+    >(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+        tls: &mut TlsBuffers<R, W>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, Some(tls.split())).await
+    }
+
+    /// [`Client::call`] over HTTPS through MbedTLS (see [`Builder::mbedtls`]), with
+    /// `mbedtls` as this call's own request buffer (so concurrent calls and token fetches
+    /// never wait for each other). `http://` URLs are sent as [`Client::call`] sends them.
+    #[cfg(feature = "mbedtls")]
+    pub async fn call_mbedtls<'b, const HEAD: usize, const BODY: usize, const TX: usize>(
+        &self,
+        request: ApiRequest<'_>,
+        buffers: &'b mut CallBuffers<HEAD, BODY>,
+        mbedtls: &mut MbedtlsBuffers<TX>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        if is_https(request.url) && self.mbedtls.is_none() {
+            return Err(Error::Transport(NO_TLS));
+        }
+        let CallBuffers { head, body } = buffers;
+        self.call_in(request, head, body, Some((&mut mbedtls.tx, &mut [])))
+            .await
+    }
+
+    pub(super) async fn call_in<'b>(
+        &self,
+        request: ApiRequest<'_>,
+        head: &mut [u8],
+        body: &'b mut [u8],
+        tls: Option<(&mut [u8], &mut [u8])>,
+    ) -> Result<ApiResponse<'b>, Error> {
+        check_url(request.url, self.allow_insecure_http).map_err(Error::Core)?;
+        if request.headers.len() > MAX_EXTRA_HEADERS {
+            return Err(Error::Core(tessera_core::Error::Capacity {
+                field: "request headers",
+                needed: request.headers.len(),
+                capacity: MAX_EXTRA_HEADERS,
+            }));
+        }
+        let https = is_https(request.url);
+        // The record buffers held this call's plaintext, token included.
+        let mut tls = tls.map(|(r, w)| (Wipe(r), Wipe(w)));
+        if https && (tls.is_none() || !self.has_tls()) {
+            return Err(Error::Transport(NO_TLS));
+        }
+        // Sent again on a new connection if a kept one is found closed: only when repeating
+        // it is harmless (issue: a payment never reaches the API twice without its key).
+        let safe = request.method.is_idempotent()
+            || request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+        let mut rule = Downstream::new();
+        let head = Wipe(head);
+        let done = loop {
+            let (id, auth) = self
+                .bearer(|b| (b.id(), bearer_header(b.token(), head.0).map(str::len)))
+                .await?;
+            let auth = auth.map_err(Error::Core)?;
+            let (auth, rx) = head.0.split_at_mut(auth);
+            let auth = utf8(Some(auth));
+            let mut list: heapless::Vec<(&str, &str), { MAX_EXTRA_HEADERS + 2 }> =
+                heapless::Vec::new();
+            let _ = list.push(("Authorization", auth));
+            if let Some((ct, _)) = request.body {
+                let _ = list.push(("Content-Type", ct));
+            }
+            for h in request.headers {
+                // Room checked above.
+                let _ = list.push(*h);
+            }
+            let out = Outgoing {
+                method: request.method,
+                url: request.url,
+                headers: &list,
+                body: request.body.map_or(&[][..], |(_, b)| b),
+            };
+            // The label is only broken out of with the `mbedtls` feature.
+            #[allow(unused_labels)]
+            let sent = 'sent: {
+                // MbedTLS: the call's buffers are (request buffer, nothing).
+                #[cfg(feature = "mbedtls")]
+                {
+                    let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+                    if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
+                        break 'sent m
+                            .exchange(&self.wire(), tx, out, rx, body, true, safe)
+                            .await;
+                    }
+                }
+                let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
+                let conn = match https {
+                    false => None,
+                    true => self.tls_conn(record),
+                };
+                exchange(&self.wire(), &self.kept, conn, out, rx, body, true, safe).await
+            };
+            let x = sent.map_err(Error::from)?;
+            self.with(|s| s.stats.count(x.connection));
+            match rule.after(x.status) {
+                AfterCall::Done => break x,
+                AfterCall::RejectAndRetry => {
+                    diag!(
+                        debug,
+                        "tessera: 401 from a call: token rejected, fetching a new one"
+                    );
+                    self.reject(id);
+                }
+            }
+        };
+        drop(head);
+        drop(tls);
+        let body: &'b [u8] = body;
+        let (kept, rest) = body.split_at(done.kept.min(body.len()));
+        Ok(ApiResponse::new(
+            done.status,
+            done.connection,
+            kept,
+            rest.get(..done.body_len).unwrap_or_default(),
+        ))
+    }
+
+    pub(super) fn has_tls(&self) -> bool {
+        #[cfg(feature = "mbedtls")]
+        if self.mbedtls.is_some() {
+            return true;
+        }
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Asks Shogun's validate endpoint about the current token, into `info`. It is a
+    /// [`Client::call`]: a 401 (the token is dead) rejects the token, fetches a new one
+    /// once and asks once more.
+    pub async fn validate<const HEAD: usize, const BODY: usize>(
+        &self,
+        shogun: &tessera_core::Shogun<'_>,
+        buffers: &mut CallBuffers<HEAD, BODY>,
+        info: &mut tessera_core::TokenInfo,
+    ) -> Result<(), Error> {
+        let mut url: heapless::String<512> = heapless::String::new();
+        shogun
+            .validate_url()
+            .write_into(&mut url)
+            .map_err(Error::Core)?;
+        let response = self.call(ApiRequest::get(&url), buffers).await?;
+        match shogun.parse_validate(response.status(), response.body()) {
+            Ok(r) => info.store(&r).map_err(Error::Core),
+            Err(e) => Err(Error::Token {
+                kind: e.kind(),
+                retry_at: None,
+                transport: None,
+            }),
+        }
+    }
+}

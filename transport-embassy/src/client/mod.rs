@@ -1,0 +1,512 @@
+//! The client: the session in a blocking mutex held only for decisions, fetches run by
+//! whoever holds the ticket, waiters woken by a signal, and the refresher task.
+
+use core::cell::RefCell;
+use core::fmt;
+use core::future::poll_fn;
+use core::marker::PhantomData;
+use core::task::Poll as TaskPoll;
+
+use embassy_futures::select::select;
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
+use embassy_time::{Duration, Timer};
+use embedded_nal_async::{Dns, TcpConnect};
+use tessera_core::session::{
+    Cause, Completion, Config, Failure, Poll, Restored, Session, Step, Ticket,
+};
+use tessera_core::snapshot::{Key, SnapshotError, WallTime};
+use tessera_core::transport::{check_url, AfterCall, Downstream};
+use tessera_core::{
+    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Layout, Provider, Stage, TokenId,
+    TransportError,
+};
+
+use crate::error::{Error, Fault};
+use crate::http::{
+    exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
+};
+use crate::kept::{Pool, WireStats};
+#[cfg(feature = "mbedtls")]
+use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
+use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
+#[cfg(feature = "tls")]
+use crate::tls::{Tls, TlsBuffers};
+
+mod call;
+mod fetch;
+mod refresher;
+mod snapshot;
+
+use fetch::Held;
+
+/// `embassy_time::Instant` as the core's monotonic clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbassyClock;
+
+impl Clock for EmbassyClock {
+    fn now(&self) -> Instant {
+        Instant::from_millis(embassy_time::Instant::now().as_millis())
+    }
+}
+
+/// Client settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// The lifecycle's settings, `allow_insecure_http` included (the jitter seed is drawn
+    /// from the RNG given to the constructor).
+    pub session: Config,
+    /// Bound on each network exchange (connect, send, receive). Default 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            session: Config::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A bearer token copied into the caller's buffer, and which token it is (for
+/// [`Client::reject`]). `Debug` does not show it.
+#[derive(Clone, Copy)]
+pub struct Token<'o> {
+    text: &'o str,
+    id: TokenId,
+}
+
+impl<'o> Token<'o> {
+    /// The token, for `Authorization: Bearer <token>`.
+    pub fn as_str(&self) -> &'o str {
+        self.text
+    }
+
+    /// Which token this is.
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+}
+
+impl fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("token", &format_args!("<redacted>"))
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// How many plain-HTTP connections a client keeps (token host and API host are often two
+/// origins). Each is one socket of the network stack's pool while it is kept.
+pub const KEPT_CONNECTIONS: usize = 2;
+
+/// How many distinct tasks can wait for a fetch without extra wake-ups. More waiters are
+/// still woken (all of them, once more), never lost.
+const WAITERS: usize = 8;
+
+/// A downstream `https://` URL, or a token URL, with no TLS to speak it: refused, because
+/// plain HTTP would otherwise be spoken to the HTTPS port.
+const NO_TLS: TransportError = TransportError::new(
+    Stage::Tls,
+    "https:// needs a TLS backend (`mbedtls` or `tls`) and its settings",
+);
+
+struct RefresherSlot {
+    /// A `refresher()` future is running.
+    running: bool,
+    /// A refresh a caller found due and handed over.
+    handoff: Option<Ticket>,
+    /// Something changed that the refresher must look at.
+    nudged: bool,
+    waker: WakerRegistration,
+}
+
+impl RefresherSlot {
+    fn nudge(&mut self) {
+        self.nudged = true;
+        self.waker.wake();
+    }
+}
+
+struct Shared<'r, P, const TOKEN: usize, const REFRESH: usize> {
+    session: Session<P, TOKEN, REFRESH>,
+    /// The fetch buffers, when no task holds them.
+    fetch: Option<FetchBuffers<'r>>,
+    /// Bumped whenever a fetch ends (completed, failed or cancelled) or a token is restored.
+    generation: u32,
+    /// Bumped whenever a new token is cached (fetched or restored).
+    stored: u32,
+    waiters: MultiWakerRegistration<WAITERS>,
+    refresher: RefresherSlot,
+    /// The wall clock, once the application set it: Unix seconds then, and when.
+    wall: Option<(u64, embassy_time::Instant)>,
+    /// Connections opened and reused, and handshakes, so far.
+    stats: WireStats,
+}
+
+#[cfg(feature = "tls")]
+struct TlsShared<'r, M: RawMutex> {
+    ca: &'r [u8],
+    rng: Mutex<M, RefCell<&'r mut (dyn rand_core::RngCore + Send)>>,
+}
+
+#[cfg(feature = "tls")]
+impl<M: RawMutex> TlsShared<'_, M> {
+    fn seed(&self) -> u64 {
+        self.rng.lock(|r| r.borrow_mut().next_u64())
+    }
+}
+
+/// An async token client for one provider, shared by tasks through `&Client`.
+///
+/// - `M`: the raw mutex guarding the session (`CriticalSectionRawMutex` when tasks run on
+///   several executors or interrupt priorities, `NoopRawMutex` on one executor). It is
+///   held only while the session decides (microseconds), never across network I/O.
+/// - `P`: the provider; `T` + `D`: the network stack (embassy-net's `TcpClient` and
+///   `DnsSocket`); `C`: the lifecycle's clock ([`EmbassyClock`]; tests inject a manual one).
+/// - `TOKEN`, `REFRESH`: the session's capacities, from the [`Resources`] given.
+pub struct Client<
+    'r,
+    M: RawMutex,
+    P,
+    T: TcpConnect + 'r,
+    D,
+    C = EmbassyClock,
+    const TOKEN: usize = 2048,
+    const REFRESH: usize = 1024,
+> {
+    shared: Mutex<M, RefCell<Shared<'r, P, TOKEN, REFRESH>>>,
+    tcp: &'r T,
+    dns: &'r D,
+    clock: C,
+    timeout: Duration,
+    allow_insecure_http: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsShared<'r, M>>,
+    #[cfg(feature = "mbedtls")]
+    mbedtls: Option<MbedtlsShared<'r, M, T>>,
+    /// Plain-HTTP connections kept for the next request to their origin.
+    kept: Mutex<M, RefCell<Pool<T::Connection<'r>, KEPT_CONNECTIONS>>>,
+}
+
+/// The optional parts of a [`Client`]: settings, clock, TLS. From [`Client::builder`].
+pub struct Builder<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize> {
+    mutex: PhantomData<M>,
+    provider: P,
+    credentials: Credentials,
+    tcp: &'r T,
+    dns: &'r D,
+    fetch: FetchBuffers<'r>,
+    seed: u64,
+    settings: Settings,
+    clock: C,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls<'r>>,
+    #[cfg(feature = "mbedtls")]
+    mbedtls: Option<Mbedtls<'r>>,
+}
+
+impl<
+        'r,
+        M: RawMutex,
+        P: Provider,
+        T: TcpConnect + 'r,
+        D,
+        C: Clock,
+        const TOKEN: usize,
+        const REFRESH: usize,
+    > Builder<'r, M, P, T, D, C, TOKEN, REFRESH>
+{
+    /// Lifecycle settings and the network timeout.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Another clock for the lifecycle (tests inject a manual one).
+    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<'r, M, P, T, D, C2, TOKEN, REFRESH> {
+        Builder {
+            mutex: PhantomData,
+            provider: self.provider,
+            credentials: self.credentials,
+            tcp: self.tcp,
+            dns: self.dns,
+            fetch: self.fetch,
+            seed: self.seed,
+            settings: self.settings,
+            clock,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: self.mbedtls,
+        }
+    }
+
+    /// HTTPS: token requests and calls verified against `tls`'s CA (see the crate docs).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Tls<'r>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// HTTPS through MbedTLS: token requests and calls (through
+    /// [`Client::call_mbedtls`]) verified against `mbedtls`'s roots, the host checked against
+    /// the certificate's subjectAltName (see [`crate::mbedtls`]). Takes precedence over
+    /// `.tls(…)` when both are given.
+    #[cfg(feature = "mbedtls")]
+    pub fn mbedtls(mut self, mbedtls: Mbedtls<'r>) -> Self {
+        self.mbedtls = Some(mbedtls);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client<'r, M, P, T, D, C, TOKEN, REFRESH> {
+        #[allow(unused_mut)]
+        let mut fetch = self.fetch;
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(|t| {
+            fetch.tls = Some(t.buffers);
+            TlsShared {
+                ca: t.ca,
+                rng: Mutex::new(RefCell::new(t.rng)),
+            }
+        });
+        Client {
+            shared: Mutex::new(RefCell::new(Shared {
+                session: Session::new(
+                    self.provider,
+                    self.credentials,
+                    self.settings.session,
+                    self.seed,
+                ),
+                fetch: Some(fetch),
+                generation: 0,
+                stored: 0,
+                waiters: MultiWakerRegistration::new(),
+                wall: None,
+                stats: WireStats::default(),
+                refresher: RefresherSlot {
+                    running: false,
+                    handoff: None,
+                    nudged: false,
+                    waker: WakerRegistration::new(),
+                },
+            })),
+            tcp: self.tcp,
+            dns: self.dns,
+            clock: self.clock,
+            timeout: self.settings.timeout,
+            allow_insecure_http: self.settings.session.allow_insecure_http,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: self.mbedtls.map(MbedtlsShared::new),
+            kept: Mutex::new(RefCell::new(Pool::new())),
+        }
+    }
+}
+
+impl<'r, M, P, T, D, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH>
+where
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect,
+    D: Dns,
+{
+    /// A client for `provider` with `credentials` on the network stack `tcp` + `dns`, with
+    /// its buffers in `resources` and the default [`Settings`]. The jitter seed is drawn
+    /// from `rng` (the chip's RNG).
+    pub fn new<const REQUEST: usize, const HEADERS: usize, const BODY: usize, const URL: usize>(
+        provider: P,
+        credentials: Credentials,
+        tcp: &'r T,
+        dns: &'r D,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        rng: &mut (impl rand_core::RngCore + ?Sized),
+    ) -> Self {
+        Self::builder(provider, credentials, tcp, dns, resources, rng).build()
+    }
+
+    /// [`Client::new`] with options: `.settings(…)`, `.clock(…)`, `.tls(…)`, then `.build()`.
+    pub fn builder<
+        const REQUEST: usize,
+        const HEADERS: usize,
+        const BODY: usize,
+        const URL: usize,
+    >(
+        provider: P,
+        credentials: Credentials,
+        tcp: &'r T,
+        dns: &'r D,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        rng: &mut (impl rand_core::RngCore + ?Sized),
+    ) -> Builder<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH> {
+        Builder {
+            mutex: PhantomData,
+            provider,
+            credentials,
+            tcp,
+            dns,
+            fetch: resources.split(),
+            seed: rng.next_u64(),
+            settings: Settings::default(),
+            clock: EmbassyClock,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "mbedtls")]
+            mbedtls: None,
+        }
+    }
+}
+
+/// What a caller does after one look at the session.
+enum Next<'r, R> {
+    /// Done; with a refresh to run first when there is no refresher.
+    Done(R, Option<(Ticket, FetchBuffers<'r>)>),
+    /// Fetch, then look again.
+    Fetch(Ticket, FetchBuffers<'r>),
+    /// Wait for the fetch in flight to end (at most until the instant), then look again.
+    Wait(u32, Option<Instant>),
+    Fail(Error),
+}
+
+/// What the refresher does after one look at the session.
+enum Chore<'r> {
+    Fetch(Ticket, FetchBuffers<'r>),
+    Sleep(Instant),
+    Nudge,
+}
+
+impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+where
+    M: RawMutex,
+    P: Provider,
+    T: TcpConnect,
+    D: Dns,
+    C: Clock,
+{
+    fn with<R>(&self, f: impl FnOnce(&mut Shared<'r, P, TOKEN, REFRESH>) -> R) -> R {
+        self.shared.lock(|cell| f(&mut cell.borrow_mut()))
+    }
+
+    fn wire(&self) -> Wire<'r, T, D> {
+        Wire {
+            tcp: self.tcp,
+            dns: self.dns,
+            timeout: self.timeout,
+            wall_now: self.wall_now(),
+        }
+    }
+
+    /// Connections this client opened and reused, and the TLS handshakes they cost, over
+    /// every exchange that got an answer (token requests and calls): what a firmware or
+    /// the CLI reports, e.g. "10 calls, 1 connection, 1 full handshake".
+    pub fn wire_stats(&self) -> WireStats {
+        self.with(|s| s.stats)
+    }
+
+    /// Closes every kept connection now (before a deep sleep or a network change; they
+    /// would otherwise be closed when they idle out or are found dead).
+    pub fn close_connections(&self) {
+        self.kept.lock(|p| p.borrow_mut().clear());
+        #[cfg(feature = "mbedtls")]
+        if let Some(m) = self.mbedtls.as_ref() {
+            m.forget();
+        }
+    }
+
+    /// Sets the wall clock (Unix seconds now, from SNTP or an RTC): a `Retry-After` sent as
+    /// an HTTP date is then read too (without it only delay-seconds are, and a date is
+    /// ignored). The client counts on from here with its monotonic clock; set it again after
+    /// each SNTP sync.
+    pub fn set_wall_time(&self, unix_secs: u64) {
+        self.with(|s| s.wall = Some((unix_secs, embassy_time::Instant::now())));
+    }
+
+    /// The wall clock now, in Unix seconds, if it was set.
+    fn wall_now(&self) -> Option<u64> {
+        let (at, since) = self.with(|s| s.wall)?;
+        Some(at.saturating_add(since.elapsed().as_secs()))
+    }
+
+    /// Replaces the credentials (secret rotation); wakes the refresher.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.with(|s| {
+            s.session.set_credentials(credentials);
+            s.refresher.nudge();
+        });
+    }
+
+    /// Allows one more attempt after refused credentials or during a backoff (a user's
+    /// explicit "try again", never a loop); wakes the refresher.
+    pub fn retry(&self) {
+        self.with(|s| {
+            s.session.retry();
+            s.refresher.nudge();
+        });
+    }
+
+    /// Runs `f` with the last failure (code, message, Setu's trace id), if any. `f` runs
+    /// under the client's lock: keep it short, and do not call the client from it.
+    pub fn failure<R>(&self, f: impl FnOnce(Option<&Failure>) -> R) -> R {
+        self.with(|s| f(s.session.failure()))
+    }
+
+    /// Runs `f` with the cached grant while its token is usable. `f` runs under the
+    /// client's lock: keep it short, and do not call the client from it.
+    pub fn grant<R>(&self, f: impl FnOnce(Option<&Grant<TOKEN, REFRESH>>) -> R) -> R {
+        self.with(|s| f(s.session.grant(self.clock.now())))
+    }
+
+    /// Waits until no fetch is in flight nor handed over: for tests that check what a
+    /// background refresh did. Signal-driven.
+    #[doc(hidden)]
+    pub async fn settled(&self) {
+        loop {
+            let (idle, seen) = self.with(|s| {
+                let idle = !s.session.fetching() && s.refresher.handoff.is_none();
+                (idle, s.generation)
+            });
+            if idle {
+                return;
+            }
+            self.fetch_ended(seen, None).await;
+        }
+    }
+
+    /// Whether a [`Client::refresher`] future is running: for tests that must not race
+    /// its start.
+    #[doc(hidden)]
+    pub fn refresher_running(&self) -> bool {
+        self.with(|s| s.refresher.running)
+    }
+
+    /// Whether the fetch buffers are home and all zero (none held a secret or token after
+    /// its fetch ended): for tests. `None` while a task holds them.
+    #[doc(hidden)]
+    pub fn fetch_buffers_wiped(&self) -> Option<bool> {
+        self.with(|s| s.fetch.as_ref().map(FetchBuffers::is_wiped))
+    }
+}
+
+fn last_transport<P: Provider, const TOKEN: usize, const REFRESH: usize>(
+    session: &Session<P, TOKEN, REFRESH>,
+) -> Option<TransportError> {
+    session.failure().and_then(|f| f.cause.transport())
+}
+
+fn utf8(bytes: Option<&[u8]>) -> &str {
+    bytes
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}

@@ -21,12 +21,17 @@ use tessera_sandbox::{Endpoint, Sandbox};
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Allocations that would take `CURRENT` past this fail (a board's heap).
+static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 const HEADER: usize = 16;
 
 unsafe extern "C" fn counting_calloc(n: usize, size: usize) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         return std::ptr::null_mut();
     };
+    if CURRENT.load(Ordering::SeqCst).saturating_add(total) > LIMIT.load(Ordering::SeqCst) {
+        return std::ptr::null_mut();
+    }
     let Ok(layout) = std::alloc::Layout::from_size_align(total + HEADER, HEADER) else {
         return std::ptr::null_mut();
     };
@@ -126,4 +131,57 @@ fn one_rsa_2048_handshake_peaks_under_48_kib() {
         peak as f64 / 1024.0
     );
     assert!(worst <= 48 * 1024, "peak {worst} B is over the 48 KiB aim");
+    a_handshake_out_of_heap_closes_the_kept_connections_and_tries_again();
+}
+
+/// A heap that holds one kept connection or one handshake, not both (a board's 56 KiB
+/// heap with a token host and an API host): the call to the second origin runs out of heap,
+/// the kept connection to the first is closed, and the handshake is tried once more.
+fn a_handshake_out_of_heap_closes_the_kept_connections_and_tries_again() {
+    use tessera_embassy::mbedtls::MbedtlsBuffers;
+    use tessera_embassy::{ApiRequest, CallBuffers};
+    let m = matrix();
+    let case = &m.cases[1];
+    let token_host = Sandbox::start_tls_with(&case.chain, Versions::Tls13).unwrap();
+    let api = Sandbox::start_tls_with(&case.chain, Versions::Tls13).unwrap();
+    let c = client(&token_host, HOST, roots(&m.roots_pem));
+    let base = CURRENT.load(Ordering::SeqCst);
+    async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.map(|_| ()).unwrap();
+    });
+    let kept = CURRENT.load(Ordering::SeqCst) - base;
+    assert!(
+        kept > 30_000,
+        "the token host's connection is kept: {kept} B"
+    );
+    // Room for one handshake (41.6 KiB), not for one next to the kept connection.
+    LIMIT.store(base + 50 * 1024, Ordering::SeqCst);
+    // Any answer but a 401 (the API host's sandbox does not know the token host's tokens).
+    let url = format!("https://{HOST}:{}/nothing-here", api.addr().port());
+    let answer = async_io::block_on(async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        let mut tx: Box<MbedtlsBuffers> = Box::default();
+        c.call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
+            .await
+            .map(|r| r.status())
+    });
+    LIMIT.store(usize::MAX, Ordering::SeqCst);
+    // One connection is kept now (the API host's): the token host's was closed for it.
+    let held = CURRENT.load(Ordering::SeqCst) - base;
+    assert!(held < kept + 10_000, "one kept connection, not two: {held} B");
+    assert_eq!(
+        answer,
+        Ok(404),
+        "the handshake was tried again with the heap freed"
+    );
+    let w = c.wire_stats();
+    assert_eq!((w.connections, w.full), (2, 2), "{w:?}");
+    assert_eq!(api.wire().full, 1, "one handshake reached the API host");
+    c.close_connections();
+    assert_eq!(
+        CURRENT.load(Ordering::SeqCst),
+        base,
+        "nothing left allocated"
+    );
 }

@@ -21,7 +21,6 @@ use core::fmt::Write as _;
 use core::net::{IpAddr, SocketAddr};
 
 use embassy_futures::select::{select, Either};
-use rand_core::SeedableRng;
 
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
@@ -34,18 +33,15 @@ use static_cell::StaticCell;
 use tessera_core::snapshot::{Key, WallTime};
 use tessera_core::{ProviderKind, Stage};
 use tessera_embassy::mbedtls::mbedtls_rs::{
-    AuthMode, Certificate, ClientSessionConfig, Session, SessionConfig, Tls, TlsReference,
-    TlsVersion, X509,
+    AuthMode, Certificate, ClientSessionConfig, Session, SessionConfig, TlsReference, TlsVersion,
+    X509,
 };
-use tessera_embassy::mbedtls::{use_wall_clock, MbedtlsBuffers, Rng09, Roots, WallClock};
-use tessera_embassy::{ApiRequest, Error, Resources, Settings};
+use tessera_embassy::mbedtls::{MbedtlsBuffers, Roots};
+use tessera_embassy::{CallBuffers, Error, Resources, Settings};
 
 use crate::config::Config;
 use crate::platform::{self, println};
 use crate::terminal::{self, Net, Terminal};
-
-/// The wall clock MbedTLS checks certificate dates against: the goldfish RTC.
-static TLS_CLOCK: WallClock = WallClock::new();
 
 /// The goldfish RTC as the terminal's wall clock: QEMU gives it the host's UTC time, which
 /// the harness vouches for (it is the clock the sandbox minted its certificates with).
@@ -54,6 +50,38 @@ pub fn wall_clock() -> WallTime {
         platform::rtc_unix_nanos() / 1_000_000,
         core::time::Duration::from_secs(2),
     )
+}
+
+/// The QEMU board's wall clock for the shared application: the goldfish RTC, which a
+/// server's `Date` does not move (it is the host's clock already).
+struct Goldfish;
+
+impl tessera_terminal::WallClock for Goldfish {
+    fn now(&self) -> Option<WallTime> {
+        Some(wall_clock())
+    }
+
+    fn set(&mut self, _unix_ms: u64) {}
+}
+
+/// The QEMU board's snapshot storage: saved as a line the host writes to a file, restored
+/// from the bytes the host loads with the next boot's configuration.
+struct HostFile {
+    loaded: Option<&'static [u8]>,
+}
+
+impl tessera_terminal::SnapshotStore for HostFile {
+    fn load<'b>(&mut self, room: &'b mut [u8]) -> Option<&'b mut [u8]> {
+        let kept = self.loaded.take()?;
+        let room = room.get_mut(..kept.len())?;
+        room.copy_from_slice(kept);
+        Some(room)
+    }
+
+    fn store(&mut self, snapshot: &[u8]) -> bool {
+        platform::print_hex("@snapshot ", snapshot);
+        true
+    }
 }
 
 /// One scenario's outcome, printed as JSON.
@@ -185,7 +213,8 @@ struct Rig {
     tls: TlsReference<'static>,
     roots: Roots<'static>,
     ca: &'static CStr,
-    id: &'static str,
+    /// The shared application's configuration; scenarios change the URL or the secret.
+    base: tessera_terminal::Config<'static>,
     secret: &'static str,
     resources: RefCell<&'static mut Resources>,
     tls_buffers: RefCell<&'static mut MbedtlsBuffers>,
@@ -196,14 +225,17 @@ macro_rules! terminal {
     ($t:ident, $rig:expr, $rng:expr, $kind:expr, $url:expr, $secret:expr, $settings:expr) => {
         let mut resources = $rig.resources.borrow_mut();
         let mut tls_buffers = $rig.tls_buffers.borrow_mut();
+        let config = tessera_terminal::Config {
+            provider: $kind,
+            token_url: $url,
+            client_secret: $secret,
+            ..$rig.base
+        };
         let Ok($t) = Terminal::new(
             $rig.net,
             $rig.tls,
             $rig.roots,
-            $kind,
-            $url,
-            $rig.id,
-            $secret,
+            &config,
             $settings,
             &mut resources,
             &mut tls_buffers,
@@ -223,9 +255,6 @@ pub async fn run(
     config: Config,
     mut rng: ChaCha20Rng,
 ) -> bool {
-    use_wall_clock(&TLS_CLOCK);
-    TLS_CLOCK.set_unix_time(platform::rtc_unix_nanos() / 1_000_000_000);
-
     let (Some(host), Some(ca), Some(id), Some(secret)) = (
         config.str("host"),
         config.get("ca"),
@@ -239,17 +268,22 @@ pub async fn run(
         println!("net-qemu: ca is not NUL-terminated");
         return false;
     };
-    let Ok(roots) = Roots::new(ca) else {
-        println!("net-qemu: ca is not a PEM bundle MbedTLS can parse");
-        return false;
+    let base = tessera_terminal::Config {
+        provider: ProviderKind::OAuth2,
+        token_url: config.str("url").or(config.str("url.rsa13")).unwrap_or(""),
+        api_url: config.str("api").unwrap_or(""),
+        client_id: id,
+        client_secret: secret,
+        roots_pem: ca,
+        allow_insecure_http: false,
+        terminal: "till7",
     };
-    static TLS_RNG: StaticCell<Rng09<ChaCha20Rng>> = StaticCell::new();
-    static TLS: StaticCell<Tls<'static>> = StaticCell::new();
-    let tls_rng = TLS_RNG.init(Rng09(ChaCha20Rng::from_rng(&mut rng)));
-    let tls = match Tls::new(tls_rng) {
-        Ok(t) => TLS.init(t),
-        Err(_) => {
-            println!("net-qemu: MbedTLS did not start");
+    // The certificate-date clock from the RTC, before the first handshake.
+    tessera_terminal::TLS_CLOCK.set_unix_time(platform::rtc_unix_nanos() / 1_000_000_000);
+    let (tls, roots) = match tessera_terminal::tls(&base, &mut rng) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("net-qemu: {:?}", e);
             return false;
         }
     };
@@ -257,10 +291,10 @@ pub async fn run(
     static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let rig = Rig {
         net: terminal::net(stack, host, IpAddr::V4(crate::SERVER_IP)),
-        tls: tls.reference(),
+        tls,
         roots,
         ca,
-        id,
+        base,
         secret,
         resources: RefCell::new(RESOURCES.init(Resources::new())),
         tls_buffers: RefCell::new(TLS_BUFFERS.init(MbedtlsBuffers::new())),
@@ -277,8 +311,10 @@ pub async fn run(
     }
 }
 
-/// Instructions and heap of `f`, from a fresh high-water mark.
+/// Instructions and heap of `f`, from fresh high-water marks (heap and stack: the step's
+/// `stack` is the deepest the one stack went while it ran).
 async fn measured<R>(f: impl core::future::Future<Output = R>) -> (R, u64, usize) {
+    platform::paint_stack();
     platform::reset_heap_peak();
     let i0 = platform::busy_instructions();
     let r = f.await;
@@ -311,6 +347,7 @@ async fn handshake(rig: &Rig, url: &str, step: &mut Step) -> Option<TlsVersion> 
         ..ClientSessionConfig::new()
     });
     let mut session = Session::new(rig.tls, conn, &config).ok()?;
+    platform::paint_stack();
     let i0 = platform::busy_instructions();
     let connected = session.connect().await;
     step.instructions = platform::busy_instructions() - i0;
@@ -549,16 +586,8 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
             settings(10)
         );
         let got = t.token().await.is_ok();
-        let mut out = [0u8; <Resources>::SNAPSHOT_CAPACITY];
-        let saved = t.client.save(wall_clock(), Key::Credentials, &mut out);
-        match saved {
-            Ok(bytes) => {
-                platform::print_hex("@snapshot ", bytes);
-                step.ok = got;
-            }
-            Err(_) => step.ok = false,
-        }
-        out.fill(0);
+        let saved = tessera_terminal::save(&t.client, &Goldfish, &mut HostFile { loaded: None });
+        step.ok = got && matches!(saved, tessera_terminal::Saved::Kept(_));
         step.print();
         all &= step.ok;
     }
@@ -597,9 +626,12 @@ async fn refresh_in_flight(
     let payment = async {
         // The refresher has started the refresh when the server holds it.
         let arrived = control.set("wait-arrived").await;
-        let t0 = Instant::now();
-        let (r, n, _) = measured(t.token()).await;
-        let latency = t0.elapsed().as_ticks();
+        // Timed from the call alone (measured() paints the stack first, which is not the
+        // client's time).
+        platform::paint_stack();
+        let (t0, i0) = (Instant::now(), platform::busy_instructions());
+        let r = t.token().await;
+        let (latency, n) = (t0.elapsed().as_ticks(), platform::busy_instructions() - i0);
         let released = control.set("release").await;
         // The refreshed token, once the refresh lands.
         while t.client.tokens_stored() == stored {
@@ -607,7 +639,7 @@ async fn refresh_in_flight(
         }
         (arrived && released && r.is_ok(), n, latency)
     };
-    let (ok, n, latency) = match select(t.client.refresher(), payment).await {
+    let (ok, n, latency) = match select(tessera_terminal::refresher(&t.client), payment).await {
         Either::First(never) => match never {},
         Either::Second(r) => r,
     };
@@ -637,13 +669,18 @@ async fn downstream(
         rig.secret,
         settings(10)
     );
-    let key = "till7-order-0042";
-    let headers = [("Idempotency-Key", key)];
+    // The shared payment step: GET the API with `Idempotency-Key: till7-42`.
+    let key = "till7-42";
+    let config = tessera_terminal::Config {
+        api_url: api,
+        ..rig.base
+    };
+    let mut call = CallBuffers::new();
+    let mut call_tls = MbedtlsBuffers::new();
     let before = seen(control, "rsa13").await;
-    let (r, n, heap) = measured(
-        t.call(ApiRequest::post(api, "application/json", b"{\"amount\":1250}").headers(&headers)),
-    )
-    .await;
+    let mut clock = Goldfish;
+    let pay = tessera_terminal::pay(&t.client, &config, 42, &mut clock, &mut call, &mut call_tls);
+    let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     step.requests = (seen(control, "rsa13").await - before) as u32;
     let mut reply = [0u8; 64];
@@ -682,7 +719,15 @@ async fn rejected_401(
     }
     let before_token = control.number("count rsa13 token").await;
     let before_api = control.number("count rsa13 protected").await;
-    let (r, n, heap) = measured(t.call(ApiRequest::get(api))).await;
+    let config = tessera_terminal::Config {
+        api_url: api,
+        ..rig.base
+    };
+    let mut call = CallBuffers::new();
+    let mut call_tls = MbedtlsBuffers::new();
+    let mut clock = Goldfish;
+    let pay = tessera_terminal::pay(&t.client, &config, 43, &mut clock, &mut call, &mut call_tls);
+    let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     let tokens = control.number("count rsa13 token").await - before_token;
     let calls = control.number("count rsa13 protected").await - before_api;

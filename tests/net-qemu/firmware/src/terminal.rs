@@ -1,20 +1,20 @@
-//! The terminal's network side as the scenarios use it: embassy-net's TCP client (counting
-//! the connections it opens: one per request with tessera-embassy today), a static name
-//! table instead of DNS (no query leaves the guest), and a tessera-embassy client over
-//! MbedTLS.
+//! What the QEMU board supplies to the shared terminal application (tessera-terminal):
+//! embassy-net's TCP client (counting the connections it opens), a static name table
+//! instead of DNS (no query leaves the guest); and the scenarios' handle on the shared
+//! application's client.
 
 use core::cell::Cell;
 use core::net::{IpAddr, SocketAddr};
 
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::Stack;
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embedded_nal_async::{AddrType, Dns, TcpConnect};
 use static_cell::StaticCell;
-use tessera_core::{AnyProvider, Credentials, ProviderKind, TokenId};
+use tessera_core::TokenId;
 use tessera_embassy::mbedtls::mbedtls_rs::TlsReference;
-use tessera_embassy::mbedtls::{Mbedtls, MbedtlsBuffers, Roots};
-use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Settings};
+use tessera_embassy::mbedtls::{MbedtlsBuffers, Roots};
+use tessera_embassy::{Error, Resources, Settings};
+use tessera_terminal::{Config, SetupError};
 
 /// Two sockets: a token fetch and a downstream call at once.
 pub type Tcp = TcpClient<'static, 2, 4096, 4096>;
@@ -95,9 +95,8 @@ pub fn resolve(net: &Net, host: &str) -> Option<IpAddr> {
         .then_some(net.dns.ip)
 }
 
-/// A tessera-embassy client over MbedTLS on the shared network.
-pub type Tessera<'r> =
-    Client<'r, CriticalSectionRawMutex, AnyProvider<'r>, Counting<Tcp>, StaticDns>;
+/// The shared terminal client on the QEMU network.
+pub type Tessera<'r> = tessera_terminal::Tessera<'r, Counting<Tcp>, StaticDns>;
 
 /// A client and what the scenarios read from it.
 pub struct Terminal<'r> {
@@ -108,33 +107,28 @@ pub struct Terminal<'r> {
 }
 
 impl<'r> Terminal<'r> {
-    /// A client for `kind` at `url` with the rig's client id and `secret`.
+    /// The shared application's client for `config`, with `settings`, on the given buffers.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: &'r Net,
         tls: TlsReference<'r>,
         roots: Roots<'r>,
-        kind: ProviderKind,
-        url: &'r str,
-        id: &str,
-        secret: &str,
+        config: &Config<'r>,
         settings: Settings,
         resources: &'r mut Resources,
         tls_buffers: &'r mut MbedtlsBuffers,
         rng: &mut impl rand_core::RngCore,
-    ) -> Result<Terminal<'r>, tessera_core::Error> {
-        let credentials = Credentials::new(id, secret)?;
-        let client = Client::builder(
-            AnyProvider::new(kind, url),
-            credentials,
+    ) -> Result<Terminal<'r>, SetupError> {
+        let client = tessera_terminal::build(
+            config,
             &net.tcp,
             &net.dns,
+            (tls, roots),
+            settings,
             resources,
+            tls_buffers,
             rng,
-        )
-        .settings(settings)
-        .mbedtls(Mbedtls::new(tls, roots, tls_buffers))
-        .build();
+        )?;
         Ok(Terminal {
             client,
             net,
@@ -154,18 +148,6 @@ impl<'r> Terminal<'r> {
         self.last.set(Some(t.id()));
         out.fill(0);
         Ok(())
-    }
-
-    /// A downstream call with the token; its status.
-    pub async fn call(&self, request: ApiRequest<'_>) -> Result<u16, Error> {
-        let mut buffers: CallBuffers = CallBuffers::new();
-        let mut tls: MbedtlsBuffers = MbedtlsBuffers::new();
-        let status = self
-            .client
-            .call_mbedtls(request, &mut buffers, &mut tls)
-            .await
-            .map(|r| r.status());
-        status
     }
 
     /// Rejects the last token served, so the next `token()` fetches a new one.

@@ -268,7 +268,19 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
                         Err(e) => return Err(e),
                     }
                 }
-                let mut conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
+                let mut conn = match connect(wire.tcp, wire.dns, &to).await {
+                    Ok(conn) => conn,
+                    // The stack's sockets may all be kept for other origins (embassy-net's
+                    // TcpClient has a fixed pool): they go, and the connect is tried again.
+                    Err(e)
+                        if e.stage == Stage::Connect && kept.lock(|p| !p.borrow().is_empty()) =>
+                    {
+                        kept.lock(|p| p.borrow_mut().clear());
+                        diag!(debug, "tessera: could not connect with connections kept: closed them, trying again");
+                        connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?
+                    }
+                    Err(e) => return Err(Fault::Net(e)),
+                };
                 let x = over(
                     &mut conn,
                     false,

@@ -163,7 +163,6 @@ impl<C, const N: usize> Pool<C, N> {
     }
 
     /// Whether no connection is kept.
-    #[cfg_attr(not(feature = "mbedtls"), allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

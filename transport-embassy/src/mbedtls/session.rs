@@ -266,7 +266,16 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
         server_name: &CStr,
         now: embassy_time::Instant,
     ) -> Result<(Session<'r, T::Connection<'r>>, Handshake), TransportError> {
-        let conn = connect(wire.tcp, wire.dns, to).await?;
+        let conn = match connect(wire.tcp, wire.dns, to).await {
+            Ok(conn) => conn,
+            // The stack's sockets may all be kept for other origins: they go, and the
+            // connect is tried again.
+            Err(e) if e.stage == Stage::Connect && self.kept.lock(|k| !k.borrow().is_empty()) => {
+                self.kept.lock(|k| k.borrow_mut().clear());
+                connect(wire.tcp, wire.dns, to).await?
+            }
+            Err(e) => return Err(e),
+        };
         // In a block, so the configuration is not kept across the awaits below.
         let mut session = {
             let roots = self.roots.parse()?;

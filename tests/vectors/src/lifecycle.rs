@@ -118,7 +118,7 @@ pub const SCENARIOS: &[Scenario] = &[
         run: retry_after_honoured,
     },
     Scenario {
-        name: "invalid credentials never refetched until replaced",
+        name: "invalid credentials tried once per refusal period until replaced",
         run: invalid_credentials_sticky,
     },
     Scenario {
@@ -420,19 +420,33 @@ fn retry_after_honoured() -> Result<(), &'static str> {
 
 fn invalid_credentials_sticky() -> Result<(), &'static str> {
     let mut s = session(Config::default())?;
+    let refused: &[u8] = br#"{"error":"invalid_client"}"#;
     let t = fetch(&mut s, 0)?;
-    s.on_response(t, at(0), 401, None, br#"{"error":"invalid_client"}"#);
-    for hour in 0..48 {
+    s.on_response(t, at(0), 401, None, refused);
+    // `refusal_retry` (15 min by default): polled every minute, never a request.
+    for minute in 0..15 {
         ensure!(
             matches!(
-                s.poll(at(hour * 3600 * SEC)),
+                s.poll(at(minute * 60 * SEC)),
                 Poll::Failed(ErrorKind::InvalidCredentials)
             ),
-            "refetched bad credentials"
+            "refetched bad credentials within the refusal period"
+        );
+    }
+    // Then exactly one attempt; refused again, another period.
+    let t = fetch(&mut s, 15 * 60 * SEC)?;
+    s.on_response(t, at(15 * 60 * SEC), 401, None, refused);
+    for minute in 16..30 {
+        ensure!(
+            matches!(
+                s.poll(at(minute * 60 * SEC)),
+                Poll::Failed(ErrorKind::InvalidCredentials)
+            ),
+            "refetched bad credentials twice in one period"
         );
     }
     s.set_credentials(Credentials::new("id", "rotated").map_err(|_| "credentials")?);
-    store(&mut s, 48 * 3600 * SEC, T600)
+    store(&mut s, 30 * 60 * SEC, T600)
 }
 
 fn burst_of_401s() -> Result<(), &'static str> {

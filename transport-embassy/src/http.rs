@@ -16,7 +16,7 @@ use crate::connect::{connect, target};
 use crate::error::{Fault, TIMED_OUT};
 pub(crate) use crate::exchange::Exchanged;
 use crate::exchange::{exchange as over, Outgoing as Wired, Reached};
-use crate::kept::{idle_for, Connection, Pool};
+use crate::kept::{Connection, Keep, Pool};
 
 /// How many extra headers a downstream call may carry.
 pub const MAX_EXTRA_HEADERS: usize = 8;
@@ -175,6 +175,8 @@ pub(crate) struct Wire<'a, T, D> {
     pub(crate) timeout: Duration,
     /// Unix seconds, when the application set the wall clock.
     pub(crate) wall_now: Option<u64>,
+    /// How many connections are kept, and for how long.
+    pub(crate) keep: Keep,
 }
 
 /// What TLS a connection needs: the CA, a fresh seed and the record buffers.
@@ -251,7 +253,7 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
                     match sent {
                         Ok(mut x) => {
                             x.connection.reused = true;
-                            keep(kept, &to, conn, &x);
+                            keep(kept, wire.keep, &to, conn, &x);
                             return Ok(x);
                         }
                         Err(Fault::Net(e)) if e.stage == Stage::Io && !reached.answered => {
@@ -292,7 +294,7 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
                     &mut reached,
                 )
                 .await?;
-                keep(kept, &to, conn, &x);
+                keep(kept, wire.keep, &to, conn, &x);
                 Ok(x)
             }
             #[cfg(feature = "tls")]
@@ -346,14 +348,15 @@ pub(crate) const DEAD_NOT_RESENT: TransportError = TransportError::new(
 /// Keeps `conn` for `to`'s origin when the answer allows it; otherwise drops (closes) it.
 fn keep<C, M: RawMutex, const N: usize>(
     kept: &Mutex<M, RefCell<Pool<C, N>>>,
+    policy: Keep,
     to: &Target<'_>,
     conn: C,
     x: &Exchanged,
 ) {
-    match (x.reusable, idle_for(x.idle_timeout)) {
+    match (x.reusable, policy.idle_for(x.idle_timeout)) {
         (true, Some(idle)) => {
             let now = embassy_time::Instant::now();
-            kept.lock(|p| p.borrow_mut().put(to, conn, idle, now));
+            kept.lock(|p| p.borrow_mut().put(to, conn, idle, now, policy.limit));
         }
         _ => drop(conn),
     }

@@ -9,9 +9,6 @@ use core::time::Duration;
 use embassy_time::Instant;
 use tessera_core::transport::{Scheme, Target};
 
-/// How long a kept connection waits for its next request when the server says nothing.
-pub const DEFAULT_IDLE: Duration = Duration::from_secs(30);
-
 /// The longest host name kept (DNS names are at most 253 bytes).
 const HOST: usize = 253;
 
@@ -128,10 +125,18 @@ impl<C, const N: usize> Pool<C, N> {
         Some(self.slots.swap_remove(at).conn)
     }
 
-    /// Keeps `conn` for `to`'s origin for `idle`; when the pool is full the connection
-    /// nearest its end is dropped for it. A host name too long to keep, or `N == 0`, drops
-    /// `conn` (closed).
-    pub(crate) fn put(&mut self, to: &Target<'_>, conn: C, idle: Duration, now: Instant) {
+    /// Keeps `conn` for `to`'s origin for `idle`, with at most `limit` (and `N`) kept: when
+    /// that many are, the one nearest its end is dropped for it. A host name too long to
+    /// keep, or a limit of 0, drops `conn` (closed).
+    pub(crate) fn put(
+        &mut self,
+        to: &Target<'_>,
+        conn: C,
+        idle: Duration,
+        now: Instant,
+        limit: usize,
+    ) {
+        let limit = limit.min(N);
         let Ok(host) = heapless::String::try_from(to.host) else {
             return;
         };
@@ -141,16 +146,20 @@ impl<C, const N: usize> Pool<C, N> {
         else {
             return;
         };
+        if limit == 0 {
+            return;
+        }
         self.slots.retain(|s| s.until > now);
-        if self.slots.is_full() {
+        while self.slots.len() >= limit {
             let nearest = self
                 .slots
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, s)| s.until)
                 .map(|(i, _)| i);
-            if let Some(i) = nearest {
-                drop(self.slots.swap_remove(i));
+            match nearest {
+                Some(i) => drop(self.slots.swap_remove(i)),
+                None => break,
             }
         }
         let _ = self.slots.push(Slot {
@@ -173,16 +182,24 @@ impl<C, const N: usize> Pool<C, N> {
     }
 }
 
-/// How long to keep a connection after an answer: 30 s, or 1 s less than the server's
-/// `Keep-Alive: timeout=` (so the client stops using it before the server closes it);
-/// `None` when that leaves nothing.
-pub(crate) fn idle_for(server: Option<Duration>) -> Option<Duration> {
-    match server {
-        None => Some(DEFAULT_IDLE),
-        Some(t) => t
-            .checked_sub(Duration::from_secs(1))
-            .filter(|d| !d.is_zero())
-            .map(|d| d.min(DEFAULT_IDLE)),
+/// What the client keeps: at most `limit` connections, each at most `idle` (from
+/// [`Settings`](crate::Settings)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keep {
+    pub(crate) limit: usize,
+    pub(crate) idle: Duration,
+}
+
+impl Keep {
+    /// How long to keep a connection after an answer: `idle`, or 1 s less than the server's
+    /// `Keep-Alive: timeout=` when shorter (so the client stops using it before the server
+    /// closes it); `None` when that leaves nothing.
+    pub(crate) fn idle_for(&self, server: Option<Duration>) -> Option<Duration> {
+        let idle = match server {
+            None => self.idle,
+            Some(t) => t.checked_sub(Duration::from_secs(1))?.min(self.idle),
+        };
+        (!idle.is_zero()).then_some(idle)
     }
 }
 
@@ -190,6 +207,8 @@ pub(crate) fn idle_for(server: Option<Duration>) -> Option<Duration> {
 mod tests {
     use super::*;
     use tessera_core::transport::parse_url;
+
+    const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 
     #[test]
     fn connections_are_kept_per_origin_until_they_idle_out() {
@@ -199,34 +218,53 @@ mod tests {
         let tls = parse_url("https://127.0.0.1:8080/x").unwrap();
         let t0 = Instant::from_secs(100);
         let mut pool: Pool<u32, 2> = Pool::new();
-        pool.put(&a, 1, DEFAULT_IDLE, t0);
+        pool.put(&a, 1, DEFAULT_IDLE, t0, 2);
         assert_eq!(pool.take(&b, t0), None);
         assert_eq!(pool.take(&tls, t0), None);
         assert_eq!(pool.take(&a2, t0), Some(1));
         assert_eq!(pool.take(&a, t0), None, "taken out");
-        pool.put(&a, 2, Duration::from_secs(5), t0);
+        pool.put(&a, 2, Duration::from_secs(5), t0, 2);
         assert_eq!(pool.take(&a, Instant::from_secs(105)), None, "idled out");
         // Full: the one nearest its end makes room.
-        pool.put(&a, 3, Duration::from_secs(5), t0);
-        pool.put(&b, 4, DEFAULT_IDLE, t0);
-        pool.put(&tls, 5, DEFAULT_IDLE, t0);
+        pool.put(&a, 3, Duration::from_secs(5), t0, 2);
+        pool.put(&b, 4, DEFAULT_IDLE, t0, 2);
+        pool.put(&tls, 5, DEFAULT_IDLE, t0, 2);
         assert_eq!(pool.take(&a, t0), None);
         assert_eq!(pool.take(&b, t0), Some(4));
         assert_eq!(pool.take(&tls, t0), Some(5));
         let mut none: Pool<u32, 0> = Pool::new();
-        none.put(&a, 6, DEFAULT_IDLE, t0);
+        none.put(&a, 6, DEFAULT_IDLE, t0, 2);
         assert_eq!(none.take(&a, t0), None);
+        // A limit below the capacity: one kept, the newest.
+        let mut one: Pool<u32, 2> = Pool::new();
+        one.put(&a, 7, DEFAULT_IDLE, t0, 1);
+        one.put(&b, 8, DEFAULT_IDLE, t0, 1);
+        assert_eq!((one.take(&a, t0), one.take(&b, t0)), (None, Some(8)));
+        one.put(&a, 9, DEFAULT_IDLE, t0, 0);
+        assert_eq!(one.take(&a, t0), None, "a limit of 0 keeps none");
     }
 
     #[test]
     fn the_servers_keep_alive_timeout_shortens_the_idle_time() {
-        assert_eq!(idle_for(None), Some(DEFAULT_IDLE));
+        let keep = Keep {
+            limit: 2,
+            idle: DEFAULT_IDLE,
+        };
+        assert_eq!(keep.idle_for(None), Some(DEFAULT_IDLE));
         assert_eq!(
-            idle_for(Some(Duration::from_secs(5))),
+            keep.idle_for(Some(Duration::from_secs(5))),
             Some(Duration::from_secs(4))
         );
-        assert_eq!(idle_for(Some(Duration::from_secs(300))), Some(DEFAULT_IDLE));
-        assert_eq!(idle_for(Some(Duration::from_secs(1))), None);
-        assert_eq!(idle_for(Some(Duration::ZERO)), None);
+        assert_eq!(
+            keep.idle_for(Some(Duration::from_secs(300))),
+            Some(DEFAULT_IDLE)
+        );
+        assert_eq!(keep.idle_for(Some(Duration::from_secs(1))), None);
+        assert_eq!(keep.idle_for(Some(Duration::ZERO)), None);
+        let zero = Keep {
+            limit: 2,
+            idle: Duration::ZERO,
+        };
+        assert_eq!(zero.idle_for(None), None);
     }
 }

@@ -14,9 +14,11 @@
 //!
 //! **A payment costs no handshake.** After an answer whose framing left no doubt, the
 //! connection is kept for the next request to its origin (plain HTTP and MbedTLS; up to
-//! [`KEPT_CONNECTIONS`], 30 s or less if the server's `Keep-Alive: timeout=` says so, closed
-//! on any error or doubt; [`Client::close_connections`] closes them). Token requests use them
-//! too. A kept connection found closed by the server is sent the request again once, on a
+//! [`Settings::kept_connections`] (default [`KEPT_CONNECTIONS`], 2), each
+//! [`Settings::kept_for`] (30 s) or less if the server's `Keep-Alive: timeout=` says so,
+//! closed on any error or doubt; [`Client::close_connections`] closes them). Token requests
+//! use them too. A connect or an MbedTLS handshake that fails for want of a socket or heap
+//! while connections are kept closes them and tries once more. A kept connection found closed by the server is sent the request again once, on a
 //! new connection, only if nothing of the answer was read and the request is idempotent
 //! (GET, HEAD, PUT, DELETE, OPTIONS) or carries an `Idempotency-Key`; otherwise the caller
 //! gets an `io` failure: a payment never reaches the API twice without its key. MbedTLS

@@ -132,3 +132,47 @@ fn kept_connections_give_their_socket_to_another_origin() {
         "the API host's connection is kept"
     );
 }
+
+/// `Settings::kept_connections = 0` keeps none: every request opens a connection, and no
+/// socket stays held between them.
+#[test]
+fn keeping_can_be_turned_off() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let stack: &'static Limited = Box::leak(Box::new(Limited {
+        inner: Stack::default(),
+        live: Arc::default(),
+        max: 8,
+    }));
+    let dns: &'static Stack = Box::leak(Box::default());
+    let base: &'static str = Box::leak(sb.base_url(kind).into_boxed_str());
+    let resources: &'static mut Resources = Box::leak(Box::default());
+    let settings = Settings {
+        timeout: embassy_time::Duration::from_secs(5),
+        kept_connections: 0,
+        ..Settings::default()
+    };
+    let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
+    let c: Client<'_, NoopRawMutex, _, _, _> = Client::builder(
+        AnyProvider::new(kind, base),
+        creds,
+        stack,
+        dns,
+        resources,
+        &mut TestRng(3),
+    )
+    .settings(settings)
+    .build();
+    let url = sb.protected_url(kind);
+    async_io::block_on(async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        for _ in 0..3 {
+            let r = c.call(ApiRequest::get(&url), &mut buffers).await.unwrap();
+            assert_eq!((r.status(), r.connection().reused), (200, false));
+            assert_eq!(stack.live.load(Ordering::SeqCst), 0, "nothing kept");
+        }
+    });
+    assert_eq!(sb.wire().connections, 4, "the token fetch and three calls");
+    let w = c.wire_stats();
+    assert_eq!((w.connections, w.reused), (4, 0), "{w:?}");
+}

@@ -27,7 +27,7 @@ use crate::error::{Error, Fault};
 use crate::http::{
     exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
 };
-use crate::kept::{Pool, WireStats};
+use crate::kept::{Keep, Pool, WireStats};
 #[cfg(feature = "mbedtls")]
 use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
 use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
@@ -59,6 +59,14 @@ pub struct Settings {
     pub session: Config,
     /// Bound on each network exchange (connect, send, receive). Default 10 s.
     pub timeout: Duration,
+    /// How many connections are kept for the next request to their origin, at most
+    /// [`KEPT_CONNECTIONS`] (more are not kept). Default [`KEPT_CONNECTIONS`] (2: token host
+    /// and API host). Each holds a socket of the stack's pool (and, with MbedTLS, about
+    /// 37 KiB of heap); 0 keeps none.
+    pub kept_connections: usize,
+    /// How long a kept connection waits for its next request at most (less when the
+    /// server's `Keep-Alive: timeout=` says so). Default 30 s.
+    pub kept_for: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +74,8 @@ impl Default for Settings {
         Settings {
             session: Config::default(),
             timeout: Duration::from_secs(10),
+            kept_connections: KEPT_CONNECTIONS,
+            kept_for: Duration::from_secs(30),
         }
     }
 }
@@ -183,6 +193,7 @@ pub struct Client<
     dns: &'r D,
     clock: C,
     timeout: Duration,
+    keep: Keep,
     allow_insecure_http: bool,
     #[cfg(feature = "tls")]
     tls: Option<TlsShared<'r, M>>,
@@ -299,6 +310,10 @@ impl<
             dns: self.dns,
             clock: self.clock,
             timeout: self.settings.timeout,
+            keep: Keep {
+                limit: self.settings.kept_connections,
+                idle: core::time::Duration::from_millis(self.settings.kept_for.as_millis()),
+            },
             allow_insecure_http: self.settings.session.allow_insecure_http,
             #[cfg(feature = "tls")]
             tls,
@@ -400,6 +415,7 @@ where
             dns: self.dns,
             timeout: self.timeout,
             wall_now: self.wall_now(),
+            keep: self.keep,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::connect::{connect, server_name, target};
 use crate::error::{Fault, TIMED_OUT};
 use crate::exchange::{exchange as over, Exchanged, Outgoing as Wired, Reached};
 use crate::http::{Outgoing, Wire};
-use crate::kept::{idle_for, Connection, Handshake, Pool};
+use crate::kept::{Connection, Handshake, Pool};
 use crate::resources::Wipe;
 
 use super::config::Mbedtls;
@@ -168,7 +168,7 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
                         reused: true,
                         handshake: Handshake::None,
                     };
-                    self.keep(&to, session, &x).await;
+                    self.keep(wire.keep, &to, session, &x).await;
                     return Ok(x);
                 }
                 Err(Fault::Net(e))
@@ -249,10 +249,12 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
         let tls12 = session.tls_version() == Some(TlsVersion::Tls1_2);
         if let Some(saved) = tls12.then(|| session.save().ok()).flatten() {
             let now = embassy_time::Instant::now();
-            self.saved
-                .lock(|s| s.borrow_mut().put(&to, Saved(saved), SAVED_FOR, now));
+            self.saved.lock(|s| {
+                s.borrow_mut()
+                    .put(&to, Saved(saved), SAVED_FOR, now, KEPT_CONNECTIONS)
+            });
         }
-        self.keep(&to, session, &x).await;
+        self.keep(wire.keep, &to, session, &x).await;
         Ok(x)
     }
 
@@ -315,15 +317,18 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
     /// (close_notify; a failure there changes nothing, the answer is in).
     async fn keep(
         &self,
+        policy: crate::kept::Keep,
         to: &tessera_core::transport::Target<'_>,
         mut session: Session<'r, T::Connection<'r>>,
         x: &Exchanged,
     ) {
-        match (x.reusable, idle_for(x.idle_timeout)) {
+        match (x.reusable, policy.idle_for(x.idle_timeout)) {
             (true, Some(idle)) => {
                 let now = embassy_time::Instant::now();
-                self.kept
-                    .lock(|k| k.borrow_mut().put(to, Kept(session), idle, now));
+                self.kept.lock(|k| {
+                    k.borrow_mut()
+                        .put(to, Kept(session), idle, now, policy.limit)
+                });
             }
             _ => {
                 let _ = session.close().await;

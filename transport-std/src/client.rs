@@ -341,23 +341,20 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
     fn exchange(&self, ticket: &Ticket) -> Outcome {
         let max_body = self.inner.options.max_body;
         let mut buf = Zeroizing::new(vec![0u8; self.inner.options.request_buffer]);
-        // The request, copied out of the session's borrow so the lock can go before the
-        // network.
-        let built = {
+        // The request, written into `buf` under the lock; the layout says where its pieces
+        // are, so the lock goes before the network and nothing is copied (`buf` is wiped
+        // when the exchange ends).
+        let layout = {
             let session = self.lock();
-            session.request(ticket, &mut buf).map(|r| {
-                (
-                    to_http(&r, &[]).map(|req| req.map(drop)),
-                    Zeroizing::new(r.body.to_vec()),
-                )
-            })
+            session.write_request(ticket, &mut buf)
         };
-        // Wiped as it goes.
-        drop(buf);
-        let (request, body) = match built {
+        let layout = match layout {
             Err(e) => return Outcome::Local(e),
-            Ok((Err(e), _)) => return Outcome::Network(ureq::Error::Http(e)),
-            Ok((Ok(request), body)) => (request, body),
+            Ok(layout) => layout,
+        };
+        let request = match to_http(&layout.request(&buf), layout.body(&buf)) {
+            Err(e) => return Outcome::Network(ureq::Error::Http(e)),
+            Ok(request) => request,
         };
         debug!(
             "tessera: token request {} {}",
@@ -365,7 +362,10 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             tessera_core::transport::display_url(&request.uri().to_string())
         );
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = match self.inner.http.run(request.map(|()| body.as_slice())) {
+        let sent = self.inner.http.run(request);
+        // The request (the secret in it) is sent: wiped now, not after the answer.
+        drop(buf);
+        let mut response = match sent {
             Ok(r) => r,
             Err(e) => return Outcome::Network(e),
         };

@@ -169,7 +169,10 @@ fn a_handshake_out_of_heap_closes_the_kept_connections_and_tries_again() {
     LIMIT.store(usize::MAX, Ordering::SeqCst);
     // One connection is kept now (the API host's): the token host's was closed for it.
     let held = CURRENT.load(Ordering::SeqCst) - base;
-    assert!(held < kept + 10_000, "one kept connection, not two: {held} B");
+    assert!(
+        held < kept + 10_000,
+        "one kept connection, not two: {held} B"
+    );
     assert_eq!(
         answer,
         Ok(404),

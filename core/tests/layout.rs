@@ -76,7 +76,10 @@ fn want_headers(auth: &Option<String>, content_type: Option<&str>) -> usize {
 #[test]
 fn every_provider_writes_a_layout_that_reads_back_the_request() {
     // OAuth 2.0 has no default endpoint: it is checked below with one.
-    for kind in ProviderKind::ALL.into_iter().filter(|k| *k != ProviderKind::OAuth2) {
+    for kind in ProviderKind::ALL
+        .into_iter()
+        .filter(|k| *k != ProviderKind::OAuth2)
+    {
         check(AnyProvider::default_for(kind), kind.name());
     }
     check(

@@ -81,10 +81,10 @@ pub fn instret() -> u64 {
 static SLEPT_INSTRET: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 static SLEPT_TICKS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 
-/// Instructions the core executed since reset, sleep excluded: exact under `-icount
-/// shift=0`, where one instruction is one tick of `minstret`.
+/// Instructions the core executed since reset, sleep and the stack watch's hook excluded:
+/// exact under `-icount shift=0`, where one instruction is one tick of `minstret`.
 pub fn busy_instructions() -> u64 {
-    instret() - critical_section::with(|cs| SLEPT_INSTRET.borrow(cs).get())
+    instret() - critical_section::with(|cs| SLEPT_INSTRET.borrow(cs).get()) - hook_instret()
 }
 
 /// How long the core has slept in `wfi` since reset, in mtime ticks (100 ns).
@@ -271,12 +271,46 @@ pub fn reset_heap_peak() {
 }
 
 // ---- the stack ----
+//
+// Every task is polled on the one stack (embassy keeps each task's state in its static
+// pool). The bottom WINDOW bytes of the stack are painted at boot; after each task's poll
+// the executor's trace hook finds the lowest word that poll overwrote (scanning up from the
+// window's bottom), charges that depth to the task and to the current step, and paints the
+// region again. The hook's instructions are left out of the counts like the sleeps.
 
 const PAINT: u32 = 0xC0FF_EE11;
-/// How much of the stack below `main` is painted: far more than any poll needs, and a
-/// run that reaches its bottom says so rather than under-reporting.
-pub const PAINTED: usize = 256 * 1024;
-static PAINT_TOP: Mutex<Cell<usize>> = Mutex::new(Cell::new(0));
+/// How much of the stack is watched: far more than any poll needs; a poll that reaches the
+/// bottom is reported as the whole window (a floor, not a measurement).
+pub const WINDOW: usize = 128 * 1024;
+/// Tasks tracked by name, in the order they are spawned.
+pub const TASKS: [&str; 2] = [
+    "main (scenarios, client, refresher)",
+    "net (embassy-net runner)",
+];
+
+struct StackWatch {
+    /// The lowest address the current step reached.
+    step_lowest: usize,
+    /// Each task's id (its TaskRef address) and the lowest address it reached.
+    tasks: [(u32, usize); 2],
+    spawned: usize,
+    /// minstret spent in the hook.
+    hook_instret: u64,
+}
+
+static WATCH: Mutex<RefCell<StackWatch>> = Mutex::new(RefCell::new(StackWatch {
+    step_lowest: usize::MAX,
+    tasks: [(0, usize::MAX); 2],
+    spawned: 0,
+    hook_instret: 0,
+}));
+
+fn stack_start() -> usize {
+    extern "C" {
+        static _stack_start: u8;
+    }
+    core::ptr::addr_of!(_stack_start) as usize
+}
 
 #[inline(always)]
 fn stack_pointer() -> usize {
@@ -286,37 +320,100 @@ fn stack_pointer() -> usize {
     sp
 }
 
-/// Paints [`PAINTED`] bytes of free stack below the caller's frame. Every task is polled on
-/// this one stack (embassy keeps each task's state in its static pool, not on a stack), so
-/// its high-water mark is the deepest any task's poll went.
+/// Paints the watched window below the caller's frame; once, at boot, before any task runs.
 #[inline(never)]
 pub fn paint_stack() {
-    let top = (stack_pointer() - 256) & !3;
-    let bottom = top - PAINTED;
-    let mut a = bottom;
+    repaint(stack_start() - WINDOW);
+}
+
+/// Paints from `from` up to just below this function's frame.
+#[inline(never)]
+fn repaint(from: usize) {
+    let top = (stack_pointer() - 64) & !3;
+    let mut a = from;
     while a < top {
-        // SAFETY: [bottom, top) is free stack below this frame (the stack is 14 MiB).
+        // SAFETY: [from, top) is free stack below this frame (the stack is 14 MiB).
         unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
         a += 4;
     }
-    critical_section::with(|cs| PAINT_TOP.borrow(cs).set(top));
 }
 
-/// The deepest the stack has been since [`paint_stack`], in bytes from its start (the
-/// runtime's frames included): the lowest painted word overwritten.
-pub fn stack_high_water() -> usize {
-    extern "C" {
-        static _stack_start: u8;
-    }
-    let start = core::ptr::addr_of!(_stack_start) as usize;
-    let top = critical_section::with(|cs| PAINT_TOP.borrow(cs).get());
-    let mut a = top - PAINTED;
-    // SAFETY: the region paint_stack painted.
+/// The lowest overwritten word of the window.
+#[inline(never)]
+fn lowest_used() -> usize {
+    let top = (stack_pointer() - 64) & !3;
+    let mut a = stack_start() - WINDOW;
+    // SAFETY: the watched window, below this frame.
     while a < top && unsafe { core::ptr::read_volatile(a as *const u32) } == PAINT {
         a += 4;
     }
-    start - a
+    a
 }
+
+/// Starts a step: its stack figure counts from here.
+pub fn reset_stack_step() {
+    critical_section::with(|cs| WATCH.borrow(cs).borrow_mut().step_lowest = usize::MAX);
+}
+
+/// The deepest the current step went, in bytes from the stack's start (the runtime's and
+/// the executor's frames included): the polls that ended, and the one running now.
+pub fn stack_high_water() -> usize {
+    let now = lowest_used();
+    let lowest = critical_section::with(|cs| WATCH.borrow(cs).borrow().step_lowest).min(now);
+    stack_start().saturating_sub(lowest.min(stack_start()))
+}
+
+/// Each task's deepest point so far, in bytes from the stack's start, by [`TASKS`] order.
+pub fn task_stacks() -> [usize; 2] {
+    let start = stack_start();
+    critical_section::with(|cs| {
+        let w = WATCH.borrow(cs).borrow();
+        w.tasks
+            .map(|(_, lowest)| start.saturating_sub(lowest.min(start)))
+    })
+}
+
+fn hook_instret() -> u64 {
+    critical_section::with(|cs| WATCH.borrow(cs).borrow().hook_instret)
+}
+
+#[unsafe(no_mangle)]
+fn _embassy_trace_task_new(_executor: u32, task: u32) {
+    critical_section::with(|cs| {
+        let mut w = WATCH.borrow(cs).borrow_mut();
+        let i = w.spawned;
+        if let Some(slot) = w.tasks.get_mut(i) {
+            slot.0 = task;
+        }
+        w.spawned += 1;
+    });
+}
+
+#[unsafe(no_mangle)]
+fn _embassy_trace_task_exec_end(_executor: u32, task: u32) {
+    let i0 = instret();
+    let lowest = lowest_used();
+    repaint(lowest);
+    critical_section::with(|cs| {
+        let mut w = WATCH.borrow(cs).borrow_mut();
+        w.step_lowest = w.step_lowest.min(lowest);
+        if let Some(slot) = w.tasks.iter_mut().find(|(id, _)| *id == task) {
+            slot.1 = slot.1.min(lowest);
+        }
+        w.hook_instret += instret() - i0;
+    });
+}
+
+#[unsafe(no_mangle)]
+fn _embassy_trace_poll_start(_executor: u32) {}
+#[unsafe(no_mangle)]
+fn _embassy_trace_task_end(_executor: u32, _task: u32) {}
+#[unsafe(no_mangle)]
+fn _embassy_trace_task_exec_begin(_executor: u32, _task: u32) {}
+#[unsafe(no_mangle)]
+fn _embassy_trace_task_ready_begin(_executor: u32, _task: u32) {}
+#[unsafe(no_mangle)]
+fn _embassy_trace_executor_idle(_executor: u32) {}
 
 // ---- output and exit ----
 

@@ -314,7 +314,7 @@ pub async fn run(
 /// Instructions and heap of `f`, from fresh high-water marks (heap and stack: the step's
 /// `stack` is the deepest the one stack went while it ran).
 async fn measured<R>(f: impl core::future::Future<Output = R>) -> (R, u64, usize) {
-    platform::paint_stack();
+    platform::reset_stack_step();
     platform::reset_heap_peak();
     let i0 = platform::busy_instructions();
     let r = f.await;
@@ -347,7 +347,7 @@ async fn handshake(rig: &Rig, url: &str, step: &mut Step) -> Option<TlsVersion> 
         ..ClientSessionConfig::new()
     });
     let mut session = Session::new(rig.tls, conn, &config).ok()?;
-    platform::paint_stack();
+    platform::reset_stack_step();
     let i0 = platform::busy_instructions();
     let connected = session.connect().await;
     step.instructions = platform::busy_instructions() - i0;
@@ -576,6 +576,7 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
     // A snapshot: saved here, restored by the next boot (mode `restore`).
     {
         let mut step = Step::new("snapshot save");
+        platform::reset_stack_step();
         terminal!(
             t,
             rig,
@@ -626,9 +627,7 @@ async fn refresh_in_flight(
     let payment = async {
         // The refresher has started the refresh when the server holds it.
         let arrived = control.set("wait-arrived").await;
-        // Timed from the call alone (measured() paints the stack first, which is not the
-        // client's time).
-        platform::paint_stack();
+        platform::reset_stack_step();
         let (t0, i0) = (Instant::now(), platform::busy_instructions());
         let r = t.token().await;
         let (latency, n) = (t0.elapsed().as_ticks(), platform::busy_instructions() - i0);

@@ -399,6 +399,11 @@ fn suite(a: &Args, dir: &Path) -> bool {
     eprintln!("net-qemu: boot 1 (suite)");
     let (ok1, lines) = boot(&a.firmware, &config, &servers.forwards(), Some(control));
     let mut all = steps(&lines);
+    // Each task's deepest point over the whole first boot, from the stack watch.
+    let tasks: Option<Value> = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("@tasks "))
+        .and_then(|j| serde_json::from_str(j).ok());
 
     // The VM restarted: the snapshot the first boot printed, loaded with the configuration.
     let snapshot = lines
@@ -467,9 +472,26 @@ fn suite(a: &Args, dir: &Path) -> bool {
         .max()
         .unwrap_or(0);
     let kib = |b: Option<u64>| b.map_or("-".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0));
+    let per_task = tasks
+        .as_ref()
+        .and_then(Value::as_object)
+        .map(|t| {
+            t.iter()
+                .map(|(name, bytes)| {
+                    let short = name.split_whitespace().next().unwrap_or(name);
+                    format!("{short} {bytes}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    if let Some(t) = &tasks {
+        println!("{}", serde_json::json!({ "stack_per_task": t }));
+    }
     println!(
         "net-qemu: {passed}/{expected} scenarios; handshake rsa2048/tls1.3 {}, rsa2048/tls1.2 {}, \
-         p256/tls1.3 {}; token fetch {}; heap peak {}; stack {stack} B; flash {}; static RAM {}",
+         p256/tls1.3 {}; token fetch {}; heap peak {}; stack {stack} B ({per_task}); flash {}; \
+         static RAM {}",
         minstr(find("handshake rsa2048/tls1.3")),
         minstr(find("handshake rsa2048/tls1.2")),
         minstr(find("handshake p256/tls1.3")),

@@ -17,7 +17,7 @@ use embedded_nal_async::{AddrType, Dns};
 use std_embedded_nal_async::Stack;
 use tessera_core::{Credentials, Provider};
 use tessera_embassy::mbedtls::mbedtls_rs::Tls;
-use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots, WallClock};
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, Rng09, Roots, WallClock};
 use tessera_embassy::{Client, Error, Resources, Settings};
 
 use crate::{error_json, failure_json, kind_json, token_json, transport_json, Target};
@@ -87,7 +87,6 @@ pub fn token<P: Provider>(
     let stack = Stack::default();
     let dns = Resolver(Stack::default());
     let mut resources: Box<Resources> = Box::default();
-    let mut buffers: Box<MbedtlsBuffers> = Box::default();
     let mut settings = Settings::default();
     settings.session.allow_insecure_http = target.allow_insecure_http;
     if let Some(t) = target.timeout {
@@ -118,7 +117,7 @@ pub fn token<P: Provider>(
                 .unwrap_or(Duration::ZERO);
             CLOCK.set_unix_time(now.as_secs());
             builder
-                .mbedtls(Mbedtls::new(tls.reference(), roots, &mut buffers))
+                .mbedtls(Mbedtls::with_roots(tls.reference(), roots))
                 .build()
         }
         None => builder.build(),
@@ -219,9 +218,8 @@ pub fn call<P: Provider + 'static>(
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO);
             CLOCK.set_unix_time(now.as_secs());
-            let buffers: &'static mut MbedtlsBuffers = Box::leak(Box::default());
             builder
-                .mbedtls(Mbedtls::new(tls.reference(), roots, buffers))
+                .mbedtls(Mbedtls::with_roots(tls.reference(), roots))
                 .build()
         }
         None => builder.build(),
@@ -240,17 +238,13 @@ pub fn call<P: Provider + 'static>(
     let mut answered_all = true;
     async_io::block_on(async {
         let mut buffers: Box<CallBuffers> = Box::default();
-        let mut tx: Box<MbedtlsBuffers> = Box::default();
         for i in 1..=spec.repeat {
             let mut request = ApiRequest::new(spec.method, &spec.url).headers(&extra);
             if let Some(data) = &spec.data {
                 request = request.body(spec.content_type(), data);
             }
             let started = std::time::Instant::now();
-            let answer = match https(&spec.url) {
-                true => client.call_mbedtls(request, &mut buffers, &mut tx).await,
-                false => client.call(request, &mut buffers).await,
-            };
+            let answer = client.call(request, &mut buffers).await;
             let took = started.elapsed();
             let line = match answer {
                 Ok(r) => {

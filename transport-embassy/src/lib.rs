@@ -122,8 +122,8 @@
 //!
 //! ## TLS (feature `mbedtls`)
 //!
-//! HTTPS through MbedTLS (mbedtls-rs): `Client::builder(…).mbedtls(Mbedtls::new(tls.reference(),
-//! roots, buffers)).build()` and `Client::call_mbedtls`. TLS 1.2 and 1.3, RSA and ECDSA
+//! HTTPS through MbedTLS (mbedtls-rs): `Client::builder(…).mbedtls(Mbedtls::with_roots(
+//! tls.reference(), roots)).build()`, then `Client::call` for `https://` too. TLS 1.2 and 1.3, RSA and ECDSA
 //! chains (up to 8 intermediates, 16 KiB of certificates), the URL's host matched against the certificate's
 //! subjectAltName (wildcards too), a bundle of roots; validity dates against a wall clock
 //! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 40 KiB

@@ -138,7 +138,6 @@ fn one_rsa_2048_handshake_peaks_under_48_kib() {
 /// heap with a token host and an API host): the call to the second origin runs out of heap,
 /// the kept connection to the first is closed, and the handshake is tried once more.
 fn a_handshake_out_of_heap_closes_the_kept_connections_and_tries_again() {
-    use tessera_embassy::mbedtls::MbedtlsBuffers;
     use tessera_embassy::{ApiRequest, CallBuffers};
     let m = matrix();
     let case = &m.cases[1];
@@ -161,8 +160,7 @@ fn a_handshake_out_of_heap_closes_the_kept_connections_and_tries_again() {
     let url = format!("https://{HOST}:{}/nothing-here", api.addr().port());
     let answer = async_io::block_on(async {
         let mut buffers: Box<CallBuffers> = Box::default();
-        let mut tx: Box<MbedtlsBuffers> = Box::default();
-        c.call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
+        c.call(ApiRequest::get(&url), &mut buffers)
             .await
             .map(|r| r.status())
     });

@@ -77,7 +77,7 @@ fn every_certificate_shape_connects_or_is_refused_as_it_must() {
 }
 
 #[test]
-fn downstream_calls_go_over_mbedtls_with_their_own_buffer() {
+fn downstream_calls_go_over_mbedtls_with_call() {
     let _turn = CLOCK_TURN.lock().unwrap_or_else(|p| p.into_inner());
     use_wall_clock(&CLOCK);
     CLOCK.set_unix_time(now_unix());
@@ -88,28 +88,31 @@ fn downstream_calls_go_over_mbedtls_with_their_own_buffer() {
     let url = format!("https://{HOST}:{}/oauth2/protected", sb.addr().port());
     async_io::block_on(async {
         let mut buffers: Box<CallBuffers> = Box::default();
-        let mut tx: Box<MbedtlsBuffers> = Box::default();
         let headers = [("Idempotency-Key", "pay-0001")];
+        // `call()` speaks https through the client's MbedTLS: no other buffer to give.
         let r = c
-            .call_mbedtls(
-                ApiRequest::get(&url).headers(&headers),
-                &mut buffers,
-                &mut tx,
-            )
+            .call(ApiRequest::get(&url).headers(&headers), &mut buffers)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.header("X-Request-Id").is_some(), "{r:?}");
-        assert!(tx.is_wiped(), "the request buffer held the token");
-        // Without its own buffer, an https call is refused, not sent in clear.
-        let e = c
-            .call(ApiRequest::get(&url), &mut buffers)
+        // The older spelling still works, its extra buffer unused.
+        let mut tx: Box<MbedtlsBuffers> = Box::default();
+        let r = c
+            .call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
             .await
-            .unwrap_err();
-        assert_eq!(e.stage(), Some(Stage::Tls), "{e}");
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(tx.is_wiped());
     });
+    assert!(buffers_wiped_after(c));
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
-    assert_eq!(sb.count(Endpoint::Protected(ProviderKind::OAuth2)), 1);
+    assert_eq!(sb.count(Endpoint::Protected(ProviderKind::OAuth2)), 2);
+}
+
+/// The token fetch's buffers are home and zero once it ended.
+fn buffers_wiped_after(c: &mbedtls_common::C) -> bool {
+    c.fetch_buffers_wiped() == Some(true)
 }
 
 #[test]

@@ -29,8 +29,9 @@ where
     /// rejected, a new one is fetched once and the call is sent once more.
     ///
     /// An `http://` URL whose host is not loopback is refused before connecting unless
-    /// the settings allow insecure HTTP; an `https://` one needs `Client::call_tls`
-    /// (feature `tls`).
+    /// the settings allow insecure HTTP. An `https://` one goes through MbedTLS when the
+    /// client has it ([`Builder::mbedtls`], feature `mbedtls`: nothing more to give); with
+    /// embedded-tls only (feature `tls`) it needs `Client::call_tls` and its record buffers.
     pub async fn call<'b, const HEAD: usize, const BODY: usize>(
         &self,
         request: ApiRequest<'_>,
@@ -59,9 +60,8 @@ where
         self.call_in(request, head, body, Some(tls.split())).await
     }
 
-    /// [`Client::call`] over HTTPS through MbedTLS (see [`Builder::mbedtls`]), with
-    /// `mbedtls` as this call's own request buffer (so concurrent calls and token fetches
-    /// never wait for each other). `http://` URLs are sent as [`Client::call`] sends them.
+    /// [`Client::call`]: `https://` goes through MbedTLS there already. `mbedtls` is no
+    /// longer used (see [`MbedtlsBuffers`]); kept so existing callers compile.
     #[cfg(feature = "mbedtls")]
     pub async fn call_mbedtls<'b, const HEAD: usize, const BODY: usize, const TX: usize>(
         &self,
@@ -69,12 +69,8 @@ where
         buffers: &'b mut CallBuffers<HEAD, BODY>,
         mbedtls: &mut MbedtlsBuffers<TX>,
     ) -> Result<ApiResponse<'b>, Error> {
-        if is_https(request.url) && self.mbedtls.is_none() {
-            return Err(Error::Transport(NO_TLS));
-        }
-        let CallBuffers { head, body } = buffers;
-        self.call_in(request, head, body, Some((&mut mbedtls.tx, &mut [])))
-            .await
+        let _ = mbedtls;
+        self.call(request, buffers).await
     }
 
     pub(super) async fn call_in<'b>(
@@ -95,7 +91,11 @@ where
         let https = is_https(request.url);
         // The record buffers held this call's plaintext, token included.
         let mut tls = tls.map(|(r, w)| (Wipe(r), Wipe(w)));
-        if https && (tls.is_none() || !self.has_tls()) {
+        #[cfg(feature = "mbedtls")]
+        let mbedtls = self.mbedtls.is_some();
+        #[cfg(not(feature = "mbedtls"))]
+        let mbedtls = false;
+        if https && !mbedtls && (tls.is_none() || !self.has_tls()) {
             return Err(Error::Transport(NO_TLS));
         }
         // Sent again on a new connection if a kept one is found closed: only when repeating
@@ -133,15 +133,10 @@ where
             // The label is only broken out of with the `mbedtls` feature.
             #[allow(unused_labels)]
             let sent = 'sent: {
-                // MbedTLS: the call's buffers are (request buffer, nothing).
+                // MbedTLS: in the call's own buffers (its records are on MbedTLS's heap).
                 #[cfg(feature = "mbedtls")]
-                {
-                    let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
-                    if let (true, Some(m), Some((tx, _))) = (https, self.mbedtls.as_ref(), record) {
-                        break 'sent m
-                            .exchange(&self.wire(), tx, out, rx, body, true, safe)
-                            .await;
-                    }
+                if let (true, Some(m)) = (https, self.mbedtls.as_ref()) {
+                    break 'sent m.exchange(&self.wire(), out, rx, body, true, safe).await;
                 }
                 let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
                 let conn = match https {

@@ -1,4 +1,4 @@
-//! What an application gives the client for MbedTLS: the program's `Tls`, the roots, a buffer.
+//! What an application gives the client for MbedTLS: the program's `Tls` and the roots.
 
 use core::fmt;
 
@@ -6,9 +6,11 @@ use mbedtls_rs::TlsReference;
 
 use super::roots::Roots;
 
-/// The buffer the server name is written in for MbedTLS (which copies it), wiped after
-/// every exchange. The request itself is written in the call's head buffer and sent in one
-/// write (one or two TLS records); MbedTLS's record buffers are on its heap, not here.
+/// No longer needed: the server name and the request are written in the token fetch's
+/// and each call's own buffers ([`Resources`](crate::Resources),
+/// [`CallBuffers`](crate::CallBuffers)), and MbedTLS's record buffers are on its heap. Kept
+/// so [`Mbedtls::new`] and [`Client::call_mbedtls`](crate::Client::call_mbedtls) still
+/// compile; use [`Mbedtls::with_roots`] and [`Client::call`](crate::Client::call).
 pub struct MbedtlsBuffers<const TX: usize = 1024> {
     pub(crate) tx: [u8; TX],
 }
@@ -35,28 +37,27 @@ impl<const TX: usize> Default for MbedtlsBuffers<TX> {
 }
 
 /// HTTPS through MbedTLS for a [`Client`](crate::Client): the program's `mbedtls_rs::Tls`
-/// (by reference), the roots, and the buffer token requests are written in. Give it to
-/// [`Builder::mbedtls`](crate::Builder::mbedtls); calls use
-/// [`Client::call_mbedtls`](crate::Client::call_mbedtls) with their own buffer.
+/// (by reference) and the roots. Give it to [`Builder::mbedtls`](crate::Builder::mbedtls);
+/// then [`Client::call`](crate::Client::call) speaks `https://` through it.
 pub struct Mbedtls<'r> {
     pub(crate) tls: TlsReference<'r>,
     pub(crate) roots: Roots<'r>,
-    pub(crate) tx: &'r mut [u8],
 }
 
 impl<'r> Mbedtls<'r> {
-    /// Servers verified against `roots`, sessions made on `tls` (`Tls::reference()`),
-    /// token requests gathered in `buffers`.
+    /// Servers verified against `roots`, sessions made on `tls` (`Tls::reference()`).
+    pub fn with_roots(tls: TlsReference<'r>, roots: Roots<'r>) -> Self {
+        Mbedtls { tls, roots }
+    }
+
+    /// [`Mbedtls::with_roots`]; `buffers` is no longer used (see [`MbedtlsBuffers`]).
     pub fn new<const TX: usize>(
         tls: TlsReference<'r>,
         roots: Roots<'r>,
         buffers: &'r mut MbedtlsBuffers<TX>,
     ) -> Self {
-        Mbedtls {
-            tls,
-            roots,
-            tx: &mut buffers.tx,
-        }
+        let _ = buffers;
+        Self::with_roots(tls, roots)
     }
 }
 

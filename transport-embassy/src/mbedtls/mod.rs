@@ -53,7 +53,7 @@
 //! use static_cell::StaticCell;
 //! use tessera_embassy::core::{Credentials, OAuth2};
 //! use tessera_embassy::mbedtls::mbedtls_rs::Tls;
-//! use tessera_embassy::mbedtls::{Mbedtls, MbedtlsBuffers, Rng09, Roots};
+//! use tessera_embassy::mbedtls::{Mbedtls, Rng09, Roots};
 //! use tessera_embassy::{Client, Resources};
 //! # type TcpClient = std_embedded_nal_async::Stack;
 //! # type DnsSocket = std_embedded_nal_async::Stack;
@@ -71,7 +71,6 @@
 //!     rng: &mut impl rand_core::RngCore,
 //! ) -> &'static Tessera {
 //!     static TLS: StaticCell<Tls<'static>> = StaticCell::new();
-//!     static BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
 //!     static RESOURCES: StaticCell<Resources> = StaticCell::new();
 //!     static CLIENT: StaticCell<Tessera> = StaticCell::new();
 //!     // Once per program: mbedtls-rs's `Tls` holds the RNG (rand_core 0.10, through Rng09).
@@ -80,7 +79,7 @@
 //!     let roots = Roots::new(pem).expect("every root parses");
 //!     let idp = OAuth2::new("https://idp.example/oauth2/token");
 //!     let credentials = Credentials::new("terminal-7", "s3cr3t").unwrap();
-//!     let https = Mbedtls::new(tls.reference(), roots, BUFFERS.init(MbedtlsBuffers::new()));
+//!     let https = Mbedtls::with_roots(tls.reference(), roots);
 //!     let resources = RESOURCES.init(Resources::new());
 //!     let builder = Client::builder(idp, credentials, tcp, dns, resources, rng);
 //!     CLIENT.init(builder.mbedtls(https).build())

@@ -20,7 +20,6 @@ use crate::error::{Fault, TIMED_OUT};
 use crate::exchange::{exchange as over, Exchanged, Outgoing as Wired, Reached};
 use crate::http::{Outgoing, Wire};
 use crate::kept::{Connection, Handshake, Pool};
-use crate::resources::Wipe;
 
 use super::config::Mbedtls;
 use super::failure::{handshake_failure, OUT_OF_MEMORY};
@@ -32,7 +31,6 @@ use super::roots::Roots;
 pub(crate) struct Shared<'r, M: RawMutex, T: TcpConnect + 'r> {
     tls: TlsReference<'r>,
     roots: Roots<'r>,
-    tx: Mutex<M, RefCell<Option<&'r mut [u8]>>>,
     kept: Mutex<M, RefCell<Pool<Kept<'r, T::Connection<'r>>, KEPT_CONNECTIONS>>>,
     saved: Mutex<M, RefCell<Pool<Saved, KEPT_CONNECTIONS>>>,
 }
@@ -68,7 +66,6 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
         Shared {
             tls: m.tls,
             roots: m.roots,
-            tx: Mutex::new(RefCell::new(Some(m.tx))),
             kept: Mutex::new(RefCell::new(Pool::new())),
             saved: Mutex::new(RefCell::new(Pool::new())),
         }
@@ -80,7 +77,7 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
         self.saved.lock(|s| s.borrow_mut().clear());
     }
 
-    /// A token request over MbedTLS, in the client's own buffer.
+    /// A token request over MbedTLS.
     pub(crate) async fn token_exchange<D: Dns>(
         &self,
         wire: &Wire<'r, T, D>,
@@ -88,38 +85,25 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
         rx: &mut [u8],
         into: &mut [u8],
     ) -> Result<Exchanged, Fault> {
-        let mut held = Held {
-            slot: &self.tx,
-            tx: self.tx.lock(|t| t.borrow_mut().take()),
-        };
-        // One fetch at a time holds the session's ticket, so the buffer is always home.
-        let Some(tx) = held.tx.as_deref_mut() else {
-            return Err(Fault::Net(TransportError::new(
-                Stage::Tls,
-                "the TLS buffer is in use",
-            )));
-        };
         // A token request is a POST without a key: not sent again (see `Client::call`).
-        self.exchange(wire, tx, out, rx, into, false, false).await
+        self.exchange(wire, out, rx, into, false, false).await
     }
 
-    /// One exchange over MbedTLS with `tx` for the server name (wiped after): on a kept
-    /// session for the origin when there is one (found dead before any byte of the answer:
-    /// sent again on a new one only when `safe`), otherwise on a new connection whose
-    /// handshake offers the origin's saved session. Bounded by the wire's timeout.
-    #[allow(clippy::too_many_arguments)]
+    /// One exchange over MbedTLS: on a kept session for the origin when there is one (found
+    /// dead before any byte of the answer: sent again on a new one only when `safe`),
+    /// otherwise on a new connection whose handshake offers the origin's saved session.
+    /// `rx` holds the server name for the handshake, then the request and the response's
+    /// head. Bounded by the wire's timeout.
     pub(crate) async fn exchange<D: Dns>(
         &self,
         wire: &Wire<'r, T, D>,
-        tx: &mut [u8],
         out: Outgoing<'_>,
         rx: &mut [u8],
         into: &mut [u8],
         keep_headers: bool,
         safe: bool,
     ) -> Result<Exchanged, Fault> {
-        let tx = Wipe(tx);
-        let work = self.exchange_in(wire, tx.0, out, rx, into, keep_headers, safe);
+        let work = self.exchange_in(wire, out, rx, into, keep_headers, safe);
         match with_timeout(wire.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(Fault::Net(TIMED_OUT)),
@@ -130,7 +114,6 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
     async fn exchange_in<D: Dns>(
         &self,
         wire: &Wire<'r, T, D>,
-        tx: &mut [u8],
         out: Outgoing<'_>,
         rx: &mut [u8],
         into: &mut [u8],
@@ -187,15 +170,15 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
             }
         }
 
-        // SNI and the host check: the URL's host, NUL-terminated, at the start of the
-        // request buffer (not in this future: it stays small in a task's arena). MbedTLS
-        // copies it.
+        // SNI and the host check: the URL's host, NUL-terminated, at the start of `rx`
+        // (not in this future: it stays small in a task's arena). MbedTLS copies it; the
+        // request is written over it after.
         let bytes = server_name(&to).as_bytes();
-        let capacity = tx.len();
-        let (name, _) = tx
+        let capacity = rx.len();
+        let (name, _) = rx
             .split_at_mut_checked(bytes.len() + 1)
             .ok_or(Fault::Local(tessera_core::Error::Capacity {
-                field: "TLS request buffer",
+                field: "TLS server name",
                 needed: bytes.len() + 1,
                 capacity,
             }))?;
@@ -333,22 +316,6 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
             _ => {
                 let _ = session.close().await;
             }
-        }
-    }
-}
-
-/// The token requests' buffer, out of its slot while a fetch uses it; wiped and put back
-/// when the fetch ends or its future is dropped.
-struct Held<'a, 'r, M: RawMutex> {
-    slot: &'a Mutex<M, RefCell<Option<&'r mut [u8]>>>,
-    tx: Option<&'r mut [u8]>,
-}
-
-impl<M: RawMutex> Drop for Held<'_, '_, M> {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            tx.fill(0);
-            self.slot.lock(|t| *t.borrow_mut() = Some(tx));
         }
     }
 }

@@ -14,7 +14,7 @@ use embedded_nal_async::{AddrType, Dns};
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
 use tessera_embassy::mbedtls::mbedtls_rs::{Tls, TlsReference};
-use tessera_embassy::mbedtls::{Mbedtls, MbedtlsBuffers, Rng09, Roots};
+use tessera_embassy::mbedtls::{Mbedtls, Rng09, Roots};
 use tessera_embassy::{Client, Resources, Settings};
 use tessera_sandbox::{base_url_at, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
@@ -65,7 +65,6 @@ pub fn client(sb: &Sandbox, host: &str, roots: Roots<'static>) -> &'static C {
     let base: &'static str = Box::leak(base_url_at(&origin, ProviderKind::OAuth2).into_boxed_str());
     let stack: &'static Stack = Box::leak(Box::default());
     let resources: &'static mut Resources = Box::leak(Box::default());
-    let buffers: &'static mut MbedtlsBuffers = Box::leak(Box::default());
     let settings = Settings {
         timeout: embassy_time::Duration::from_secs(10),
         ..Settings::default()
@@ -80,7 +79,7 @@ pub fn client(sb: &Sandbox, host: &str, roots: Roots<'static>) -> &'static C {
         &mut rand_core::OsRng.unwrap_err(),
     )
     .settings(settings)
-    .mbedtls(Mbedtls::new(tls(), roots, buffers))
+    .mbedtls(Mbedtls::with_roots(tls(), roots))
     .build();
     Box::leak(Box::new(c))
 }

@@ -37,9 +37,12 @@ const MTU: usize = 1514;
 /// given back (the device lives as long as the program).
 struct DmaHal;
 
+/// Pages for the two queues' rings: they take 4 (legacy or modern, 16 descriptors each);
+/// twice that, for a device that asks for more.
+const DMA_PAGES: usize = 8;
 #[repr(C, align(4096))]
-struct Pages([u8; 16 * PAGE_SIZE]);
-static mut DMA_POOL: Pages = Pages([0; 16 * PAGE_SIZE]);
+struct Pages([u8; DMA_PAGES * PAGE_SIZE]);
+static mut DMA_POOL: Pages = Pages([0; DMA_PAGES * PAGE_SIZE]);
 static DMA_NEXT: critical_section::Mutex<core::cell::Cell<usize>> =
     critical_section::Mutex::new(core::cell::Cell::new(0));
 
@@ -53,7 +56,7 @@ unsafe impl Hal for DmaHal {
             next.set(start + pages);
             start
         });
-        assert!(start + pages <= 16, "virtio DMA pool exhausted");
+        assert!(start + pages <= DMA_PAGES, "virtio DMA pool exhausted");
         let base = core::ptr::addr_of_mut!(DMA_POOL) as usize + start * PAGE_SIZE;
         // SAFETY: [base, base + pages pages) is in the pool and was handed out to no one.
         unsafe { core::ptr::write_bytes(base as *mut u8, 0, pages * PAGE_SIZE) };
@@ -73,6 +76,12 @@ unsafe impl Hal for DmaHal {
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// The transport's version register (1 legacy, 2 modern).
+fn raw_version(base: usize) -> u32 {
+    // SAFETY: the version register of a slot `virt` maps.
+    unsafe { core::ptr::read_volatile((base + 0x004) as *const u32) }
 }
 
 type Raw = VirtIONetRaw<DmaHal, MmioTransport<'static>, QUEUE>;
@@ -156,6 +165,11 @@ impl VirtioNet {
                     Some(unsafe { raw.receive_begin(&mut rx.buf) }.map_err(|_| NoDevice::Driver)?);
             }
             raw.enable_interrupts();
+            log::debug!(
+                "virtio-net: {:?} transport, {} DMA pages",
+                raw_version(base),
+                critical_section::with(|cs| DMA_NEXT.borrow(cs).get())
+            );
             platform::enable_net_irq(slot as u32 + 1, base);
             return Ok(VirtioNet {
                 raw: RefCell::new(raw),

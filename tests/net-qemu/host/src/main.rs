@@ -150,7 +150,15 @@ fn boot(
         // Exact instruction counts: one instruction, one nanosecond of virtual time.
         .args(["-icount", "shift=0"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .args(["-global", "virtio-mmio.force-legacy=false"])
+        // Modern virtio-mmio (version 2) unless NET_QEMU_VIRTIO=legacy asks for QEMU's
+        // default, version 1: the driver handles both.
+        .args([
+            "-global",
+            match std::env::var("NET_QEMU_VIRTIO").as_deref() {
+                Ok("legacy") => "virtio-mmio.force-legacy=true",
+                _ => "virtio-mmio.force-legacy=false",
+            },
+        ])
         .args(["-global", "virtio-net-device.event_idx=off"])
         .args(["-netdev", &netdev, "-device", "virtio-net-device,netdev=n0"])
         .arg("-device")

@@ -573,3 +573,56 @@ fn a_dead_kept_connection_resends_only_what_may_be_repeated() {
         "the keyed POST reached the API twice: the lost one and the resend"
     );
 }
+
+/// A call dropped mid-exchange on a kept connection closes that connection: it is never
+/// put back half-used (its answer would be read by the next call). The next call opens a
+/// new one and gets its own answer.
+#[test]
+fn a_call_dropped_on_a_kept_connection_never_leaves_it_half_used() {
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = make_with(&sb.base_url(kind), kind, CLIENT_SECRET, false, false);
+    let url = sb.protected_url(kind);
+    let call = || {
+        async_io::block_on(async {
+            let mut buffers: Box<CallBuffers> = Box::default();
+            c.client
+                .call(ApiRequest::get(&url), &mut buffers)
+                .await
+                .map(|r| {
+                    (
+                        r.status(),
+                        r.connection().reused,
+                        r.header("x-request-id").map(str::to_owned),
+                    )
+                })
+        })
+    };
+    let (status, reused, _) = call().unwrap();
+    assert_eq!((status, reused), (200, true));
+    let gate = Gate::new();
+    sb.inject(Endpoint::Protected(kind), Fault::Hold(gate.clone()), 1);
+    let at_gate = arrived(&gate, 1);
+    async_io::block_on(async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        match select(
+            c.client.call(ApiRequest::get(&url), &mut buffers),
+            at_gate.wait(),
+        )
+        .await
+        {
+            Either::First(r) => panic!("answered while held: {r:?}"),
+            Either::Second(()) => {}
+        }
+    });
+    // The held answer is let go after its connection was dropped: nobody reads it.
+    gate.release();
+    let (status, reused, id) = call().unwrap();
+    assert_eq!(
+        (status, reused),
+        (200, false),
+        "a new connection, not the half-used one"
+    );
+    assert_eq!(id.as_deref(), Some("req-3"), "its own answer");
+    assert_eq!(sb.wire().connections, 2);
+}

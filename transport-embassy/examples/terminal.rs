@@ -1,42 +1,50 @@
-//! A terminal's Tessera setup, as the README shows it: one shared client over HTTPS, the
-//! refresher in its own task, and a payment call with an idempotency key. On a board the
+//! A terminal's Tessera setup, as the README shows it: one shared client over HTTPS
+//! (MbedTLS: the provider's chain checked against your roots, connections kept, TLS 1.2
+//! sessions resumed), the refresher in its own task, and a payment call with an idempotency
+//! key. Tessera's part is two `StaticCell`s: the resources and the client. On a board the
 //! network is embassy-net's `TcpClient` and `DnsSocket` and the functions below are
 //! `#[embassy_executor::task]`s; here `main` runs them on the desktop over std sockets:
 //!
 //! ```sh
-//! cargo run -p tessera-embassy --features tls --example terminal -- \
-//!     ca.der https://shogun.example/api/v1 https://shogun.example/api/v1/payments
+//! cargo run -p tessera-embassy --features mbedtls-dates --example terminal -- \
+//!     roots.pem https://shogun.example/api/v1 https://shogun.example/api/v1/payments
 //! ```
+
+use core::ffi::CStr;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use rand_core::TryRngCore;
 use static_cell::StaticCell;
 use tessera_embassy::core::{Credentials, Shogun};
-use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Tls, TlsBuffers};
+use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, Roots, WallClock};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources};
 
 // On a board: embassy_net::tcp::client::TcpClient and embassy_net::dns::DnsSocket.
 type Tcp = std_embedded_nal_async::Stack;
 type Dns = std_embedded_nal_async::Stack;
-type Rng = dyn rand_core::RngCore + Send;
 
 type Tessera = Client<'static, CriticalSectionRawMutex, Shogun<'static>, Tcp, Dns>;
 
-static RESOURCES: StaticCell<Resources> = StaticCell::new();
-static TLS: StaticCell<TlsBuffers> = StaticCell::new();
+static RESOURCES: StaticCell<Resources> = StaticCell::new(); // every buffer, sized by const generics
 static CLIENT: StaticCell<Tessera> = StaticCell::new();
+/// Certificate dates are checked against it: set it from SNTP or an RTC.
+static CLOCK: WallClock = WallClock::new();
 
-/// Once, at boot: the client every task shares.
+/// Once, at boot: the client every task shares. `tls` is the program's MbedTLS (made once
+/// with the chip's TRNG), `roots` the PEM bundle the terminal trusts.
 fn setup(
     shogun: Shogun<'static>,
     credentials: Credentials,
     (tcp, dns): (&'static Tcp, &'static Dns),
-    ca: &'static [u8],
-    rng: &'static mut Rng,
-) -> &'static Tessera {
+    tls: &'static Tls<'static>,
+    roots: &'static CStr,
+    rng: &mut impl rand_core::RngCore,
+) -> Result<&'static Tessera, tessera_embassy::mbedtls::RootsError> {
+    let https = Mbedtls::with_roots(tls.reference(), Roots::new(roots)?);
     let resources = RESOURCES.init(Resources::new());
     let builder = Client::builder(shogun, credentials, tcp, dns, resources, rng);
-    let tls = Tls::new(ca, rng, TLS.init(TlsBuffers::new()));
-    CLIENT.init(builder.tls(tls).build())
+    Ok(CLIENT.init(builder.mbedtls(https).build()))
 }
 
 /// Its own task: a due token is refreshed here, so no caller ever waits for it.
@@ -44,21 +52,22 @@ async fn refresher(client: &'static Tessera) -> ! {
     client.refresher().await
 }
 
-/// The payment task: the token goes into this call's buffers only, and is wiped after.
+/// The payment task: the token goes into this call's buffers only, and is wiped after. The
+/// connection is kept for the next payment: no handshake then.
 async fn pay(
     client: &Tessera,
     url: &str,
     order: &str,
     buffers: &mut CallBuffers,
-    tls: &mut TlsBuffers,
 ) -> Result<u16, Error> {
     let headers = [("Idempotency-Key", order)];
     let body = br#"{"amount":1250,"currency":"EUR"}"#;
     let request = ApiRequest::post(url, "application/json", body).headers(&headers);
-    let response = client.call_tls(request, buffers, tls).await?;
+    let response = client.call(request, buffers).await?; // 401 → refetch once, retry once
     log::info!(
-        "payment answered {} (request id {})",
+        "payment answered {} on a {} connection (request id {})",
         response.status(),
+        response.connection().as_str(),
         response.header("x-request-id").unwrap_or("-")
     );
     Ok(response.status())
@@ -68,14 +77,16 @@ async fn pay(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [ca, base, url] = args.as_slice() else {
-        eprintln!("usage: terminal CA.der SHOGUN_BASE_URL PAYMENT_URL  (TESSERA_CLIENT_ID/SECRET)");
+    let [roots, base, url] = args.as_slice() else {
+        eprintln!(
+            "usage: terminal ROOTS.pem SHOGUN_BASE_URL PAYMENT_URL  (TESSERA_CLIENT_ID/SECRET)"
+        );
         std::process::exit(2);
     };
-    let ca: &'static [u8] = match std::fs::read(ca) {
-        Ok(der) => der.leak(),
-        Err(e) => {
-            eprintln!("{ca}: {e}");
+    let pem = match std::fs::read(roots).map(std::ffi::CString::new) {
+        Ok(Ok(pem)) => Box::leak(pem.into_boxed_c_str()),
+        _ => {
+            eprintln!("{roots}: not a readable PEM file");
             std::process::exit(2);
         }
     };
@@ -86,20 +97,31 @@ fn main() {
         eprintln!("set TESSERA_CLIENT_ID and TESSERA_CLIENT_SECRET");
         std::process::exit(2);
     };
+    // The operating system's CSPRNG (on a board: the chip's TRNG).
+    let trng = tessera_embassy::mbedtls::Rng09(rand_core::OsRng.unwrap_err());
+    let Ok(tls) = Tls::new(Box::leak(Box::new(trng))) else {
+        eprintln!("MbedTLS could not start");
+        std::process::exit(1);
+    };
+    let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
+    use_wall_clock(&CLOCK);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    CLOCK.set_unix_time(now.as_secs());
     let net: &'static Tcp = Box::leak(Box::default());
     let shogun = Shogun::with_base_url(String::from(base.as_str()).leak());
-    let client = setup(
-        shogun,
-        credentials,
-        (net, net),
-        ca,
-        // The operating system's CSPRNG (on a board: the chip's TRNG).
-        Box::leak(Box::new(rand_core::OsRng.unwrap_err())),
-    );
+    let mut rng = rand_core::OsRng.unwrap_err();
+    let client = match setup(shogun, credentials, (net, net), tls, pem, &mut rng) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("{roots}: {e}");
+            std::process::exit(2);
+        }
+    };
     std::thread::spawn(move || async_io::block_on(refresher(client)));
     let mut buffers: Box<CallBuffers> = Box::default();
-    let mut tls: Box<TlsBuffers> = Box::default();
-    match async_io::block_on(pay(client, url, "order-0042", &mut buffers, &mut tls)) {
+    match async_io::block_on(pay(client, url, "order-0042", &mut buffers)) {
         Ok(status) => println!("payment answered {status}"),
         Err(e) => {
             eprintln!("payment failed: {e}");

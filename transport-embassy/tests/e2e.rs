@@ -626,3 +626,58 @@ fn a_call_dropped_on_a_kept_connection_never_leaves_it_half_used() {
     assert_eq!(id.as_deref(), Some("req-3"), "its own answer");
     assert_eq!(sb.wire().connections, 2);
 }
+
+/// The keep-or-close verdict on a server that keeps every connection open: an exact answer
+/// is kept for the next call; one whose framing was in doubt (chunked with a
+/// Content-Length, `Transfer-Encoding: identity`, bytes after the body, `Connection: close`,
+/// HTTP/1.0, a body to the close) is closed, and the next call opens another connection.
+#[test]
+fn only_an_exactly_framed_answer_keeps_its_connection() {
+    use tessera_sandbox::HostileServer;
+    let sb = Sandbox::start().unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = make_with(&sb.base_url(kind), kind, CLIENT_SECRET, false, false);
+    let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+    let cases = [
+        (format!("{ok}Content-Length: 2\r\n\r\n{{}}"), true),
+        (
+            format!("{ok}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+            true,
+        ),
+        (
+            format!(
+                "{ok}Transfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+            ),
+            false,
+        ),
+        (
+            format!("{ok}Transfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{{}}"),
+            false,
+        ),
+        (format!("{ok}Content-Length: 2\r\n\r\n{{}}XYZ"), false),
+        (
+            format!("{ok}Connection: close\r\nContent-Length: 2\r\n\r\n{{}}"),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_owned(),
+            false,
+        ),
+    ];
+    for (answer, kept) in cases {
+        let api = HostileServer::keep_answering(answer.clone().into_bytes()).unwrap();
+        let url = format!("{}/pay", api.origin());
+        for _ in 0..2 {
+            let status = async_io::block_on(async {
+                let mut buffers: Box<CallBuffers> = Box::default();
+                c.client
+                    .call(ApiRequest::get(&url), &mut buffers)
+                    .await
+                    .map(|r| r.status())
+            });
+            assert_eq!(status, Ok(200), "{answer:?}");
+        }
+        let expected = if kept { 1 } else { 2 };
+        assert_eq!(api.connections(), expected, "{answer:?}");
+    }
+}

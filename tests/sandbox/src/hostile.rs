@@ -101,6 +101,7 @@ pub struct HostileServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl HostileServer {
@@ -123,6 +124,18 @@ impl HostileServer {
         Self::answering(Answer::OnceThenDrop(Arc::new(first)))
     }
 
+    /// A server that answers every request on a connection with exactly `raw` and keeps the
+    /// connection open for the next: to see whether a client keeps a connection after an
+    /// answer (it must not when the framing was in doubt).
+    pub fn keep_answering(raw: Vec<u8>) -> std::io::Result<HostileServer> {
+        Self::answering(Answer::Keep(Arc::new(raw)))
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     /// Requests read so far (every connection).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
@@ -136,10 +149,13 @@ impl HostileServer {
         let stopped = Arc::clone(&stop);
         let requests = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&requests);
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::clone(&connections);
         thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
                         let stopped = Arc::clone(&stopped);
                         let counted = Arc::clone(&counted);
                         let answer = answer.clone();
@@ -153,6 +169,7 @@ impl HostileServer {
             addr,
             stop,
             requests,
+            connections,
         })
     }
 
@@ -173,6 +190,7 @@ enum Answer {
     Case(Hostile),
     Raw(Arc<Vec<u8>>),
     OnceThenDrop(Arc<Vec<u8>>),
+    Keep(Arc<Vec<u8>>),
 }
 
 fn serve(mut stream: TcpStream, answer: &Answer, stop: &AtomicBool, requests: &AtomicU64) {
@@ -185,6 +203,16 @@ fn serve(mut stream: TcpStream, answer: &Answer, stop: &AtomicBool, requests: &A
     let (endless, answer) = match answer {
         Answer::Case(case) => (*case == Hostile::EndlessContinue, case.answer()),
         Answer::Raw(raw) => (false, raw.to_vec()),
+        Answer::Keep(raw) => {
+            let _ = stream.write_all(raw);
+            let _ = stream.flush();
+            while !stop.load(Ordering::Relaxed) && read_request(&mut stream).is_some() {
+                requests.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(raw);
+                let _ = stream.flush();
+            }
+            return;
+        }
         Answer::OnceThenDrop(first) => {
             let _ = stream.write_all(first);
             let _ = stream.flush();

@@ -196,7 +196,7 @@ pub(crate) enum TlsConn<'a> {
 }
 
 /// One request on the wire.
-pub(crate) struct Outgoing<'r> {
+pub struct Outgoing<'r> {
     pub(crate) method: Method,
     pub(crate) url: &'r str,
     pub(crate) headers: &'r [(&'r str, &'r str)],

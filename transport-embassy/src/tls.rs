@@ -1,53 +1,96 @@
 //! HTTPS through embedded-tls (feature `tls`): the CA, the RNG and the record buffers.
 
-/// embedded-tls's record buffers for one connection. 16,640 bytes each hold any record a
-/// server may send (16 KiB of plaintext plus the record overhead).
-pub struct TlsBuffers<const READ: usize = 16640, const WRITE: usize = 16640> {
-    pub(crate) read: [u8; READ],
-    pub(crate) write: [u8; WRITE],
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embedded_nal_async::{Dns, TcpConnect};
+
+use crate::connector::{is_https, sealed, Plain, Policy};
+use crate::error::Fault;
+use crate::http::{exchange, Exchanged, Outgoing, TlsConn};
+
+/// Bytes of each of embedded-tls's two record buffers (read, write) per connection: any
+/// record a server may send (16 KiB of plaintext plus the record overhead).
+pub const RECORD_BUFFER: usize = 16640;
+
+/// HTTPS through embedded-tls (feature `tls`) over the network stack `tcp` + `dns`, every
+/// server verified against one CA (see the crate docs for what embedded-tls checks). Plain
+/// `http://` goes through the same stack, kept as with [`Plain`].
+///
+/// Each TLS connection runs in one of the two record slots the client's
+/// [`Resources`](crate::Resources) hold (a token fetch and a call, or two calls, at once; a
+/// third waits for a slot, on a signal). embedded-tls does not resume sessions, and its
+/// connections are not kept: each `https://` request is a new connection and a full
+/// handshake, and its record slot is wiped when it closes.
+pub struct EmbeddedTls<'r, T: TcpConnect + 'r, D> {
+    plain: Plain<'r, T, D>,
+    ca: &'r [u8],
+    rng: Mutex<CriticalSectionRawMutex, RefCell<&'r mut (dyn rand_core::RngCore + Send)>>,
 }
 
-impl<const READ: usize, const WRITE: usize> TlsBuffers<READ, WRITE> {
-    /// Zeroed buffers.
-    pub const fn new() -> Self {
-        TlsBuffers {
-            read: [0; READ],
-            write: [0; WRITE],
-        }
-    }
-
-    pub(crate) fn split(&mut self) -> (&mut [u8], &mut [u8]) {
-        (&mut self.read, &mut self.write)
-    }
-}
-
-impl<const READ: usize, const WRITE: usize> Default for TlsBuffers<READ, WRITE> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// HTTPS for the client's token requests, and the trust and randomness its downstream
-/// calls use (see the crate docs for what embedded-tls checks).
-pub struct Tls<'r> {
-    pub(crate) ca: &'r [u8],
-    pub(crate) rng: &'r mut (dyn rand_core::RngCore + Send),
-    pub(crate) buffers: (&'r mut [u8], &'r mut [u8]),
-}
-
-impl<'r> Tls<'r> {
-    /// Verify servers against `ca` (one CA certificate, DER); draw each connection's seed
-    /// from `rng` (the chip's TRNG); run token requests in `buffers`.
-    pub fn new<const READ: usize, const WRITE: usize>(
+impl<'r, T: TcpConnect + 'r, D: Dns> EmbeddedTls<'r, T, D> {
+    /// HTTPS over `tcp` + `dns`, servers verified against `ca` (one CA certificate, DER);
+    /// each connection's seed drawn from `rng` (the chip's TRNG).
+    pub fn new(
+        tcp: &'r T,
+        dns: &'r D,
         ca: &'r [u8],
         rng: &'r mut (dyn rand_core::RngCore + Send),
-        buffers: &'r mut TlsBuffers<READ, WRITE>,
     ) -> Self {
-        Tls {
+        EmbeddedTls {
+            plain: Plain::new(tcp, dns),
             ca,
-            rng,
-            buffers: buffers.split(),
+            rng: Mutex::new(RefCell::new(rng)),
         }
+    }
+}
+
+impl<'r, T: TcpConnect + 'r, D: Dns> sealed::Exchange<'r> for EmbeddedTls<'r, T, D> {
+    const RECORDS: bool = true;
+
+    async fn exchange(
+        &self,
+        policy: Policy,
+        records: Option<(&mut [u8], &mut [u8])>,
+        out: Outgoing<'_>,
+        rx: &mut [u8],
+        into: &mut [u8],
+        keep_headers: bool,
+        safe: bool,
+    ) -> Result<Exchanged, Fault> {
+        if !is_https(out.url) {
+            return self
+                .plain
+                .plain(policy, out, rx, into, keep_headers, safe)
+                .await;
+        }
+        let Some((read, write)) = records else {
+            // The client always passes a slot for https: a bug, refused rather than sent.
+            return Err(Fault::Net(crate::connector::PLAIN_ONLY));
+        };
+        let conn = TlsConn {
+            ca: self.ca,
+            seed: self.rng.lock(|r| r.borrow_mut().next_u64()),
+            read,
+            write,
+        };
+        let wire = self.plain.wire(policy);
+        exchange(
+            &wire,
+            &self.plain.kept,
+            Some(conn),
+            out,
+            rx,
+            into,
+            keep_headers,
+            safe,
+        )
+        .await
+    }
+
+    fn close_all(&self) {
+        sealed::Exchange::close_all(&self.plain);
     }
 }
 

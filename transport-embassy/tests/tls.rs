@@ -1,7 +1,8 @@
-//! HTTPS through tessera-embassy's `tls` feature (reqwless + embedded-tls) against the
-//! sandbox's TLS endpoint: the right CA works, for the token and for calls with their own
-//! record buffers; another CA, or a certificate for another name, is refused with cause
-//! `tls` before any HTTP request is sent; a call to `https://` without TLS buffers is refused.
+//! HTTPS through tessera-embassy's `tls` feature (the `EmbeddedTls` connector) against the
+//! sandbox's TLS endpoint: the right CA works, for the token and for calls through the one
+//! `call()`, in the record slots the client's `Resources` hold (three calls at once share
+//! two slots); another CA, or a certificate for another name, is refused with cause `tls`
+//! before any HTTP request is sent; a `Plain` client refuses `https://` before sending.
 
 mod common;
 
@@ -9,35 +10,37 @@ use common::TestRng;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ErrorKind, ProviderKind, Stage};
-use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings, Tls, TlsBuffers};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, EmbeddedTls, Plain, Resources, Settings};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
-type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, Stack>;
+type C = Client<'static, NoopRawMutex, AnyProvider<'static>, EmbeddedTls<'static, Stack, Stack>>;
+
+fn settings() -> Settings {
+    Settings {
+        timeout: embassy_time::Duration::from_secs(5),
+        ..Settings::default()
+    }
+}
 
 fn client(sb: &Sandbox, kind: ProviderKind, ca: Vec<u8>) -> &'static C {
     let stack: &'static Stack = Box::leak(Box::default());
     let base: &'static str = Box::leak(sb.base_url(kind).into_boxed_str());
     let resources: &'static mut Resources = Box::leak(Box::default());
-    let settings = Settings {
-        timeout: embassy_time::Duration::from_secs(5),
-        ..Settings::default()
-    };
-    let tls = Tls::new(
+    let https = EmbeddedTls::new(
+        stack,
+        stack,
         Box::leak(ca.into_boxed_slice()),
         Box::leak(Box::new(TestRng(42))),
-        Box::leak(Box::new(TlsBuffers::<16_640, 16_640>::new())),
     );
     let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
     let c = Client::builder(
         AnyProvider::new(kind, base),
         creds,
-        stack,
-        stack,
+        https,
         resources,
         &mut TestRng(7),
     )
-    .settings(settings)
-    .tls(tls)
+    .settings(settings())
     .build();
     Box::leak(Box::new(c))
 }
@@ -56,30 +59,65 @@ fn https_with_the_right_ca_fetches_and_calls() {
                 .unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert_eq!(token.as_str().split('.').count(), 3, "{kind}");
             let mut buffers: Box<CallBuffers> = Box::default();
-            let mut record: Box<TlsBuffers> = Box::default();
             let url = sb.protected_url(kind);
             let headers = [("Idempotency-Key", "pay-0001")];
             let r = c
-                .call_tls(
-                    ApiRequest::get(&url).headers(&headers),
-                    &mut buffers,
-                    &mut record,
-                )
+                .call(ApiRequest::get(&url).headers(&headers), &mut buffers)
                 .await
                 .unwrap();
             assert_eq!(r.status(), 200, "{kind}");
             assert!(r.header("X-Request-Id").is_some(), "{kind}: {r:?}");
-            // Without its own record buffers, an https call is refused, not sent in clear.
-            let e = c
-                .call(ApiRequest::get(&url), &mut buffers)
-                .await
-                .unwrap_err();
-            assert_eq!(e.stage(), Some(Stage::Tls), "{kind}: {e}");
+            // embedded-tls keeps no connection: a full handshake each time.
+            assert_eq!(r.connection().handshake.as_str(), "full", "{kind}");
         });
         assert_eq!(sb.count(Endpoint::Token(kind)), 1, "{kind}");
         assert_eq!(sb.count(Endpoint::Protected(kind)), 1, "{kind}");
         assert_eq!(c.fetch_buffers_wiped(), Some(true), "{kind}");
+        assert_eq!(c.tls_records_wiped(), Some(true), "{kind}");
     }
+}
+
+#[test]
+fn three_calls_at_once_share_the_two_record_slots() {
+    let (sb, ca) = Sandbox::start_tls("127.0.0.1").unwrap();
+    let kind = ProviderKind::OAuth2;
+    let c = client(&sb, kind, ca);
+    let url = sb.protected_url(kind);
+    let one = || async {
+        let mut buffers: Box<CallBuffers> = Box::default();
+        c.call(ApiRequest::get(&url), &mut buffers)
+            .await
+            .map(|r| r.status())
+    };
+    let (a, b, d) = async_io::block_on(embassy_futures::join::join3(one(), one(), one()));
+    assert_eq!((a.unwrap(), b.unwrap(), d.unwrap()), (200, 200, 200));
+    assert_eq!(sb.count(Endpoint::Protected(kind)), 3);
+    assert_eq!(c.tls_records_wiped(), Some(true));
+}
+
+#[test]
+fn a_plain_client_refuses_https_before_sending() {
+    let (sb, _) = Sandbox::start_tls("127.0.0.1").unwrap();
+    let kind = ProviderKind::OAuth2;
+    let stack: &'static Stack = Box::leak(Box::default());
+    let base: &'static str = Box::leak(sb.base_url(kind).into_boxed_str());
+    let resources: &'static mut Resources = Box::leak(Box::default());
+    let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
+    let c: Client<'_, NoopRawMutex, _, _> = Client::builder(
+        AnyProvider::new(kind, base),
+        creds,
+        Plain::new(stack, stack),
+        resources,
+        &mut TestRng(7),
+    )
+    .settings(settings())
+    .build();
+    let err = async_io::block_on(async {
+        let mut out = [0u8; 2048];
+        c.token(&mut out).await.unwrap_err()
+    });
+    assert_eq!(err.stage(), Some(Stage::Tls), "{err}");
+    assert_eq!(sb.count(Endpoint::Token(kind)), 0);
 }
 
 fn refused(sb: &Sandbox, ca: Vec<u8>) {
@@ -92,6 +130,7 @@ fn refused(sb: &Sandbox, ca: Vec<u8>) {
     assert_eq!(err.stage(), Some(Stage::Tls), "{err}");
     // The handshake failed: no HTTP request reached the provider, so no secret left.
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 0);
+    assert_eq!(c.tls_records_wiped(), Some(true));
 }
 
 #[test]

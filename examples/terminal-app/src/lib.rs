@@ -27,7 +27,7 @@ use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::timestamp::parse_http_date;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
 use tessera_embassy::mbedtls::mbedtls_rs::{Tls, TlsReference};
-use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots};
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, Rng09, Roots};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Settings};
 
 pub use tessera_embassy;
@@ -76,7 +76,8 @@ pub enum SetupError {
 }
 
 /// The client the terminal uses: any provider, over the board's TCP and DNS.
-pub type Tessera<'r, T, D> = Client<'r, CriticalSectionRawMutex, AnyProvider<'r>, T, D>;
+pub type Tessera<'r, T, D> =
+    Client<'r, CriticalSectionRawMutex, AnyProvider<'r>, Mbedtls<'r, T, D>>;
 
 /// The wall clock MbedTLS checks certificate dates against (set by [`WallClock::set`]'s
 /// callers here: [`pay`] from a `Date`, the board from its RTC or SNTP).
@@ -134,7 +135,6 @@ pub fn settings(config: &Config<'_>) -> Settings {
 }
 
 /// A client for `config` over `tcp` + `dns` and MbedTLS, on the given buffers.
-#[allow(clippy::too_many_arguments)]
 pub fn build<'r, T: TcpConnect, D: Dns>(
     config: &Config<'r>,
     tcp: &'r T,
@@ -142,7 +142,6 @@ pub fn build<'r, T: TcpConnect, D: Dns>(
     tls: (TlsReference<'r>, Roots<'r>),
     settings: Settings,
     resources: &'r mut Resources,
-    tls_buffers: &'r mut MbedtlsBuffers,
     rng: &mut impl RngCore,
 ) -> Result<Tessera<'r, T, D>, SetupError> {
     let credentials = Credentials::new(config.client_id, config.client_secret)
@@ -150,13 +149,11 @@ pub fn build<'r, T: TcpConnect, D: Dns>(
     Ok(Client::builder(
         AnyProvider::new(config.provider, config.token_url),
         credentials,
-        tcp,
-        dns,
+        Mbedtls::new(tcp, dns, tls.0, tls.1),
         resources,
         rng,
     )
     .settings(settings)
-    .mbedtls(Mbedtls::new(tls.0, tls.1, tls_buffers))
     .build())
 }
 
@@ -169,7 +166,6 @@ pub fn client<T: TcpConnect, D: Dns>(
     rng: &mut impl RngCore,
 ) -> Result<Tessera<'static, T, D>, SetupError> {
     static RESOURCES: StaticCell<Resources> = StaticCell::new();
-    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let tls = tls(config, rng)?;
     build(
         config,
@@ -178,7 +174,6 @@ pub fn client<T: TcpConnect, D: Dns>(
         tls,
         settings(config),
         RESOURCES.init(Resources::new()),
-        TLS_BUFFERS.init(MbedtlsBuffers::new()),
         rng,
     )
 }
@@ -273,13 +268,12 @@ pub async fn pay<T: TcpConnect, D: Dns>(
     n: u64,
     clock: &mut impl WallClock,
     buffers: &mut CallBuffers,
-    tls: &mut MbedtlsBuffers,
 ) -> Result<u16, Error> {
     let mut key = heapless::String::<48>::new();
     let _ = write!(key, "{}-{n}", config.terminal);
     let headers = [("Idempotency-Key", key.as_str())];
     let request = ApiRequest::get(config.api_url).headers(&headers);
-    match client.call_mbedtls(request, buffers, tls).await {
+    match client.call(request, buffers).await {
         Ok(r) => {
             say!(
                 info,

@@ -36,7 +36,7 @@ use tessera_embassy::mbedtls::mbedtls_rs::{
     AuthMode, Certificate, ClientSessionConfig, Session, SessionConfig, TlsReference, TlsVersion,
     X509,
 };
-use tessera_embassy::mbedtls::{MbedtlsBuffers, Roots};
+use tessera_embassy::mbedtls::Roots;
 use tessera_embassy::{CallBuffers, Error, Resources, Settings};
 
 use crate::config::Config;
@@ -217,14 +217,12 @@ struct Rig {
     base: tessera_terminal::Config<'static>,
     secret: &'static str,
     resources: RefCell<&'static mut Resources>,
-    tls_buffers: RefCell<&'static mut MbedtlsBuffers>,
 }
 
 /// A client of `rig` for `kind` at `url` with `secret`, on the rig's buffers, as `$t`.
 macro_rules! terminal {
     ($t:ident, $rig:expr, $rng:expr, $kind:expr, $url:expr, $secret:expr, $settings:expr) => {
         let mut resources = $rig.resources.borrow_mut();
-        let mut tls_buffers = $rig.tls_buffers.borrow_mut();
         let config = tessera_terminal::Config {
             provider: $kind,
             token_url: $url,
@@ -238,7 +236,6 @@ macro_rules! terminal {
             &config,
             $settings,
             &mut resources,
-            &mut tls_buffers,
             $rng,
         ) else {
             println!("net-qemu: credentials refused");
@@ -288,7 +285,6 @@ pub async fn run(
         }
     };
     static RESOURCES: StaticCell<Resources> = StaticCell::new();
-    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let rig = Rig {
         net: terminal::net(stack, host, IpAddr::V4(crate::SERVER_IP)),
         tls,
@@ -297,7 +293,6 @@ pub async fn run(
         base,
         secret,
         resources: RefCell::new(RESOURCES.init(Resources::new())),
-        tls_buffers: RefCell::new(TLS_BUFFERS.init(MbedtlsBuffers::new())),
     };
 
     match config.str("mode") {
@@ -675,10 +670,9 @@ async fn downstream(
         ..rig.base
     };
     let mut call = CallBuffers::new();
-    let mut call_tls = MbedtlsBuffers::new();
     let before = seen(control, "rsa13").await;
     let mut clock = Goldfish;
-    let pay = tessera_terminal::pay(&t.client, &config, 42, &mut clock, &mut call, &mut call_tls);
+    let pay = tessera_terminal::pay(&t.client, &config, 42, &mut clock, &mut call);
     let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     step.requests = (seen(control, "rsa13").await - before) as u32;
@@ -723,9 +717,8 @@ async fn rejected_401(
         ..rig.base
     };
     let mut call = CallBuffers::new();
-    let mut call_tls = MbedtlsBuffers::new();
     let mut clock = Goldfish;
-    let pay = tessera_terminal::pay(&t.client, &config, 43, &mut clock, &mut call, &mut call_tls);
+    let pay = tessera_terminal::pay(&t.client, &config, 43, &mut clock, &mut call);
     let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     let tokens = control.number("count rsa13 token").await - before_token;

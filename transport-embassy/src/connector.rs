@@ -13,6 +13,7 @@ use tessera_core::{Stage, TransportError};
 use crate::error::Fault;
 use crate::http::{exchange, Exchanged, Outgoing, Wire};
 use crate::kept::{Keep, Pool};
+use crate::resources::Records;
 
 /// How many connections a client keeps at most per kind (plain, TLS): token host and API
 /// host are often two origins. Each is one socket of the network stack's pool while it is
@@ -36,16 +37,13 @@ pub(crate) mod sealed {
     /// on a kept connection for the origin when there is one.
     #[allow(async_fn_in_trait)]
     pub trait Exchange<'r> {
-        /// `https://` needs one of the client's TLS record slots (embedded-tls).
-        const RECORDS: bool;
-
-        /// Sends `out` and reads the answer (see [`crate::http::exchange`]); `records`: a
-        /// TLS record slot when [`Exchange::RECORDS`] and the URL is `https://`.
+        /// Sends `out` and reads the answer (see [`crate::http::exchange`]); `records`:
+        /// the client's TLS record slots (embedded-tls takes one per connection).
         #[allow(clippy::too_many_arguments)]
         async fn exchange(
             &self,
             policy: Policy,
-            records: Option<(&mut [u8], &mut [u8])>,
+            records: Records<'r>,
             out: Outgoing<'_>,
             rx: &mut [u8],
             into: &mut [u8],
@@ -116,7 +114,6 @@ impl<'r, T: TcpConnect + 'r, D: Dns> Plain<'r, T, D> {
         exchange(
             &self.wire(policy),
             &self.kept,
-            None,
             out,
             rx,
             into,
@@ -139,12 +136,10 @@ pub(crate) fn is_https(url: &str) -> bool {
 }
 
 impl<'r, T: TcpConnect + 'r, D: Dns> sealed::Exchange<'r> for Plain<'r, T, D> {
-    const RECORDS: bool = false;
-
     async fn exchange(
         &self,
         policy: Policy,
-        _records: Option<(&mut [u8], &mut [u8])>,
+        _records: Records<'r>,
         out: Outgoing<'_>,
         rx: &mut [u8],
         into: &mut [u8],

@@ -22,8 +22,8 @@
 //! resolved and connected to; `localhost` is loopback without a DNS question.
 //!
 //! **A payment costs no handshake.** After an answer whose framing left no doubt, the
-//! connection is kept for the next request to its origin (plain HTTP and MbedTLS, not
-//! embedded-tls's TLS connections; up to
+//! connection is kept for the next request to its origin (plain HTTP, embedded-tls and
+//! MbedTLS; up to
 //! [`Settings::kept_connections`] (default [`KEPT_CONNECTIONS`], 2), each
 //! [`Settings::kept_for`] (30 s) or less if the server's `Keep-Alive: timeout=` says so,
 //! closed on any error or doubt; [`Client::close_connections`] closes them). Token requests
@@ -112,10 +112,9 @@
 //! ## TLS (feature `tls`)
 //!
 //! HTTPS through embedded-tls: the connector `EmbeddedTls::new(tcp, dns, ca, rng)`, verifying
-//! the server against the CA certificate
-//! the application gives; there is no "verify nothing" mode, and an `https://` URL with no
-//! TLS configured is refused (never sent in plain HTTP). What embedded-tls (0.18, as
-//! as this crate drives it) checks, and what it does not:
+//! the server against the CA certificate the application gives; there is no "verify
+//! nothing" mode, and an `https://` URL is never sent in plain HTTP. What embedded-tls
+//! (0.18, as this crate drives it) checks, and what it does not:
 //! - **checks**: the certificate chain's signatures up to the given CA, and the server
 //!   name (SNI is sent) against the certificate's *common name*; subjectAltNames are not
 //!   consulted, so the server's certificate must carry its host name as its CN;
@@ -126,13 +125,13 @@
 //!   certificate passes), revocation (no OCSP or CRL), and certificates over 4 KiB;
 //! - each connection's randomness comes from a 64-bit seed (ChaCha8 seeded with a `u64`);
 //!   Tessera draws a fresh one from your RNG for every connection;
-//! - **TLS connections are not kept and sessions not resumed** (embedded-tls 0.18 has no
-//!   session resumption): each `https://` request is a new connection and a full
-//!   handshake. Its record buffers are one of the two slots in [`Resources`] (65 KiB with
-//!   this feature): a token fetch and a call, or two calls, run at once; a third waits for a
-//!   slot on a signal. A slot is taken and given back under the client's lock (never held
-//!   across I/O by the lock itself: the connection owns it while it runs) and wiped when
-//!   its connection closes, also when the future is dropped.
+//! - **connections are kept, sessions are not resumed** (embedded-tls 0.18 has no session
+//!   resumption): a request on a kept connection costs no handshake, a new connection a
+//!   full one. Each open connection (in use or kept) owns one of the two record slots in
+//!   [`Resources`] (65 KiB with this feature): two connections at once; an exchange that
+//!   finds no free slot closes the kept ones, or waits on a signal for one in use. A slot
+//!   is taken and given back under a critical section held for that alone (never across
+//!   I/O) and wiped when its connection closes, also when the future is dropped.
 //!
 //! ## TLS (feature `mbedtls`)
 //!
@@ -173,8 +172,9 @@
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// `unsafe` in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`), and `Send` for
-// kept MbedTLS sessions (`mbedtls`; the reasoning is at each).
+// `unsafe` in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`), `Send` for
+// kept MbedTLS sessions (`mbedtls`), and lending embedded-tls's record slots of `Resources`
+// to one connection at a time (`tls`, in `tls.rs`). The reasoning is at each.
 #![deny(unsafe_code)]
 
 /// A diagnostic line to `defmt` and/or `log`, as enabled; nothing otherwise. Arguments are

@@ -17,10 +17,12 @@
 /// it ends, also when its future is dropped.
 ///
 /// With feature `tls`, it also holds embedded-tls's record buffers: two slots of two
-/// `RECORD_BUFFER`-byte (16,640) buffers (65 KiB), one per TLS connection
-/// at a time (a token fetch and a call, or two calls; a third waits for a slot). A slot is
-/// taken under the client's lock, used by one connection only, and wiped when it closes.
-/// MbedTLS's records are on its heap instead; plain HTTP needs none.
+/// `RECORD_BUFFER`-byte (16,640) buffers (65 KiB), one per open TLS connection, in use or
+/// kept (a token fetch and a call, or two calls, or two kept connections; a TLS exchange
+/// that finds none free closes the kept ones, or waits for one on a signal). A slot is
+/// taken and given back under a critical section held for that only, belongs to one
+/// connection while it is open, and is wiped when it closes, also when a future is
+/// dropped. MbedTLS's records are on its heap instead; plain HTTP needs none.
 ///
 /// The buffers of each downstream call's response stay the caller's ([`CallBuffers`]): a
 /// call's [`ApiResponse`](crate::ApiResponse) borrows them for as long as the caller reads
@@ -46,7 +48,9 @@ pub struct Resources<
     pub(crate) headers: [u8; HEADERS],
     pub(crate) body: [u8; BODY],
     #[cfg(feature = "tls")]
-    pub(crate) records: [[u8; crate::RECORD_BUFFER]; 2 * RECORD_SLOTS],
+    records: [[u8; crate::RECORD_BUFFER]; 2 * RECORD_SLOTS],
+    #[cfg(feature = "tls")]
+    home: crate::tls::RecordHome,
 }
 
 /// How many embedded-tls connections can be open at once (feature `tls`).
@@ -69,6 +73,8 @@ impl<
             body: [0; BODY],
             #[cfg(feature = "tls")]
             records: [[0; crate::RECORD_BUFFER]; 2 * RECORD_SLOTS],
+            #[cfg(feature = "tls")]
+            home: crate::tls::RecordHome::new(),
         }
     }
 
@@ -87,28 +93,33 @@ impl<
     pub const SNAPSHOT_CAPACITY: usize = snapshot_capacity(TOKEN, REFRESH);
 
     pub(crate) fn split(&mut self) -> (FetchBuffers<'_>, Records<'_>) {
-        let fetch = FetchBuffers {
-            request: &mut self.request,
-            headers: &mut self.headers,
-            body: &mut self.body,
-        };
         #[cfg(feature = "tls")]
-        let records = {
-            let mut slots = heapless::Vec::new();
-            let mut it = self.records.iter_mut();
-            while let (Some(r), Some(w)) = (it.next(), it.next()) {
-                let _ = slots.push((&mut r[..], &mut w[..]));
-            }
-            Records {
-                free: slots,
-                waiters: embassy_sync::waitqueue::MultiWakerRegistration::new(),
-            }
-        };
+        {
+            let Resources {
+                request,
+                headers,
+                body,
+                records,
+                home,
+            } = self;
+            let home: &crate::tls::RecordHome = home;
+            home.lend(records);
+            let fetch = FetchBuffers {
+                request,
+                headers,
+                body,
+            };
+            (fetch, home)
+        }
         #[cfg(not(feature = "tls"))]
-        let records = Records {
-            _none: core::marker::PhantomData,
-        };
-        (fetch, records)
+        {
+            let fetch = FetchBuffers {
+                request: &mut self.request,
+                headers: &mut self.headers,
+                body: &mut self.body,
+            };
+            (fetch, core::marker::PhantomData)
+        }
     }
 }
 
@@ -162,15 +173,13 @@ pub(crate) struct FetchBuffers<'r> {
     pub(crate) body: &'r mut [u8],
 }
 
-/// embedded-tls's free record slots (read, write), and the tasks waiting for one.
-pub(crate) struct Records<'r> {
-    #[cfg(feature = "tls")]
-    pub(crate) free: heapless::Vec<(&'r mut [u8], &'r mut [u8]), RECORD_SLOTS>,
-    #[cfg(feature = "tls")]
-    pub(crate) waiters: embassy_sync::waitqueue::MultiWakerRegistration<8>,
-    #[cfg(not(feature = "tls"))]
-    pub(crate) _none: core::marker::PhantomData<&'r mut [u8]>,
-}
+/// embedded-tls's record slots, where the client's connector takes them (feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type Records<'r> = &'r crate::tls::RecordHome;
+
+/// No record slots without feature `tls`.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Records<'r> = core::marker::PhantomData<&'r ()>;
 
 impl FetchBuffers<'_> {
     /// Zeroes every buffer: the request held the secret, the response a token.

@@ -18,8 +18,6 @@ use tessera_core::session::{
 use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::transport::{check_url, AfterCall, Downstream};
 
-#[cfg(feature = "tls")]
-use crate::connector::is_https;
 use crate::connector::{Connector, Policy, KEPT_CONNECTIONS};
 use tessera_core::{
     bearer_header, Bearer, Clock, Credentials, Grant, Instant, Layout, Provider, TokenId,
@@ -168,9 +166,8 @@ pub struct Client<
     timeout: Duration,
     keep: Keep,
     allow_insecure_http: bool,
-    /// embedded-tls's free record slots (feature `tls`; empty otherwise).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    records: Mutex<M, RefCell<Records<'r>>>,
+    /// embedded-tls's record slots, in the resources (feature `tls`; nothing otherwise).
+    records: Records<'r>,
 }
 
 /// The optional parts of a [`Client`]: settings, clock. From [`Client::builder`].
@@ -248,7 +245,7 @@ impl<
                 idle: core::time::Duration::from_millis(self.settings.kept_for.as_millis()),
             },
             allow_insecure_http: self.settings.session.allow_insecure_http,
-            records: Mutex::new(RefCell::new(self.records)),
+            records: self.records,
         }
     }
 }
@@ -335,9 +332,8 @@ where
         }
     }
 
-    /// One exchange through the connector; for an `https://` URL with embedded-tls, in one
-    /// of the client's TLS record slots (waited for on a signal when both are in use, and
-    /// wiped when the exchange ends or its future is dropped).
+    /// One exchange through the connector (embedded-tls takes a record slot of the
+    /// resources for each TLS connection).
     async fn send(
         &self,
         out: Outgoing<'_>,
@@ -346,41 +342,17 @@ where
         keep_headers: bool,
         safe: bool,
     ) -> Result<Exchanged, Fault> {
-        let policy = self.policy();
-        #[cfg(feature = "tls")]
-        if N::RECORDS && is_https(out.url) {
-            let mut slot = self.record_slot().await;
-            let (r, w) = slot.buffers();
-            return self
-                .connector
-                .exchange(policy, Some((r, w)), out, rx, into, keep_headers, safe)
-                .await;
-        }
         self.connector
-            .exchange(policy, None, out, rx, into, keep_headers, safe)
+            .exchange(
+                self.policy(),
+                self.records,
+                out,
+                rx,
+                into,
+                keep_headers,
+                safe,
+            )
             .await
-    }
-
-    /// A free TLS record slot, waited for on a signal.
-    #[cfg(feature = "tls")]
-    async fn record_slot(&self) -> Slot<'_, 'r, M> {
-        let pair = poll_fn(|cx| {
-            self.records.lock(|r| {
-                let r = &mut *r.borrow_mut();
-                match r.free.pop() {
-                    Some(pair) => TaskPoll::Ready(pair),
-                    None => {
-                        r.waiters.register(cx.waker());
-                        TaskPoll::Pending
-                    }
-                }
-            })
-        })
-        .await;
-        Slot {
-            home: &self.records,
-            pair: Some(pair),
-        }
     }
 
     /// Connections this client opened and reused, and the TLS handshakes they cost, over
@@ -474,12 +446,7 @@ where
     #[cfg(feature = "tls")]
     #[doc(hidden)]
     pub fn tls_records_wiped(&self) -> Option<bool> {
-        self.records.lock(|r| {
-            let r = r.borrow();
-            let zero = |b: &[u8]| b.iter().all(|&x| x == 0);
-            (r.free.len() == crate::resources::RECORD_SLOTS)
-                .then(|| r.free.iter().all(|(a, b)| zero(a) && zero(b)))
-        })
+        self.records.wiped()
     }
 }
 
@@ -493,37 +460,4 @@ fn utf8(bytes: Option<&[u8]>) -> &str {
     bytes
         .and_then(|b| core::str::from_utf8(b).ok())
         .unwrap_or_default()
-}
-
-/// A TLS record slot held by one connection: wiped and put back (and a waiter woken) when
-/// dropped, also when the exchange's future is dropped.
-#[cfg(feature = "tls")]
-struct Slot<'c, 'r, M: RawMutex> {
-    home: &'c Mutex<M, RefCell<Records<'r>>>,
-    pair: Option<(&'r mut [u8], &'r mut [u8])>,
-}
-
-#[cfg(feature = "tls")]
-impl<M: RawMutex> Slot<'_, '_, M> {
-    fn buffers(&mut self) -> (&mut [u8], &mut [u8]) {
-        match self.pair.as_mut() {
-            Some((r, w)) => (&mut **r, &mut **w),
-            None => (&mut [], &mut []),
-        }
-    }
-}
-
-#[cfg(feature = "tls")]
-impl<M: RawMutex> Drop for Slot<'_, '_, M> {
-    fn drop(&mut self) {
-        if let Some((r, w)) = self.pair.take() {
-            r.fill(0);
-            w.fill(0);
-            self.home.lock(|h| {
-                let h = &mut *h.borrow_mut();
-                let _ = h.free.push((r, w));
-                h.waiters.wake();
-            });
-        }
-    }
 }

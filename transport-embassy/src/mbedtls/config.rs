@@ -10,6 +10,7 @@ use super::session::Shared;
 use crate::connector::{is_https, sealed, Plain, Policy};
 use crate::error::Fault;
 use crate::http::{Exchanged, Outgoing};
+use crate::resources::Records;
 
 /// HTTPS through MbedTLS over the network stack `tcp` + `dns`: the connector of a
 /// [`Client`](crate::Client) whose `https://` requests (token and calls) are verified
@@ -33,12 +34,10 @@ impl<'r, T: TcpConnect + 'r, D: Dns> Mbedtls<'r, T, D> {
 }
 
 impl<'r, T: TcpConnect + 'r, D: Dns> sealed::Exchange<'r> for Mbedtls<'r, T, D> {
-    const RECORDS: bool = false;
-
     async fn exchange(
         &self,
         policy: Policy,
-        _records: Option<(&mut [u8], &mut [u8])>,
+        _records: Records<'r>,
         out: Outgoing<'_>,
         rx: &mut [u8],
         into: &mut [u8],

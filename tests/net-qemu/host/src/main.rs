@@ -498,8 +498,8 @@ fn suite(a: &Args, dir: &Path) -> bool {
     }
     println!(
         "net-qemu: {passed}/{expected} scenarios; handshake rsa2048/tls1.3 {}, rsa2048/tls1.2 {}, \
-         p256/tls1.3 {}; token fetch {}; heap peak {}; stack {stack} B ({per_task}); flash {}; \
-         static RAM {}",
+         p256/tls1.3 {}; token fetch {}; heap peak {}; stack {stack} B below the call (tasks: \
+         {per_task}); flash {}; static RAM {}",
         minstr(find("handshake rsa2048/tls1.3")),
         minstr(find("handshake rsa2048/tls1.2")),
         minstr(find("handshake p256/tls1.3")),

@@ -33,7 +33,6 @@ use esp_radio::wifi::{
 use log::{error, info, warn};
 use static_cell::StaticCell;
 use tessera_core::snapshot::WallTime;
-use tessera_embassy::mbedtls::MbedtlsBuffers;
 use tessera_embassy::CallBuffers;
 use tessera_terminal::{SnapshotStore, Tessera, SNAPSHOT_ROOM, TLS_CLOCK};
 use {esp_alloc as _, esp_backtrace as _};
@@ -275,12 +274,10 @@ async fn main(spawner: Spawner) -> ! {
 
     // This task's call buffers: the bearer token is written here, and wiped after each call.
     static CALL: StaticCell<CallBuffers> = StaticCell::new();
-    static CALL_TLS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let buffers = CALL.init(CallBuffers::new());
-    let call_tls = CALL_TLS.init(MbedtlsBuffers::new());
     // One key per operation, unique across wakes: the RTC's milliseconds.
     let operation = rtc.current_time_us() / 1000;
-    if tessera_terminal::pay(terminal, &config, operation, &mut clock, buffers, call_tls)
+    if tessera_terminal::pay(terminal, &config, operation, &mut clock, buffers)
         .await
         .is_err()
     {

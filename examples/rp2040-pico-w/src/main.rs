@@ -35,7 +35,6 @@ use embassy_time::{Duration, Instant, Timer};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use tessera_core::snapshot::WallTime;
-use tessera_embassy::mbedtls::MbedtlsBuffers;
 use tessera_embassy::CallBuffers;
 use tessera_terminal::{SnapshotStore, SntpClock, Tessera, SNAPSHOT_ROOM, TLS_CLOCK};
 use {defmt_rtt as _, panic_probe as _, tinyrlibc as _};
@@ -302,13 +301,11 @@ async fn main(spawner: Spawner) {
 
     // This task's call buffers: the bearer token is written here, and wiped after each call.
     static CALL: StaticCell<CallBuffers> = StaticCell::new();
-    static CALL_TLS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let buffers = CALL.init(CallBuffers::new());
-    let call_tls = CALL_TLS.init(MbedtlsBuffers::new());
     let mut n = 0u64;
     loop {
         n = n.wrapping_add(1);
-        let _ = tessera_terminal::pay(terminal, &config, n, &mut clock, buffers, call_tls).await;
+        let _ = tessera_terminal::pay(terminal, &config, n, &mut clock, buffers).await;
         // A new token (fetched, refreshed, or after a 401) goes to flash once: a sector
         // erase per token lifetime, never per call or per boot.
         if terminal.tokens_stored() != flashed {

@@ -27,7 +27,7 @@ use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::timestamp::parse_http_date;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
 use tessera_embassy::mbedtls::mbedtls_rs::{Tls, TlsReference};
-use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, MbedtlsBuffers, Rng09, Roots};
+use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, Rng09, Roots};
 use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Settings};
 
 pub use tessera_embassy;
@@ -134,7 +134,6 @@ pub fn settings(config: &Config<'_>) -> Settings {
 }
 
 /// A client for `config` over `tcp` + `dns` and MbedTLS, on the given buffers.
-#[allow(clippy::too_many_arguments)]
 pub fn build<'r, T: TcpConnect, D: Dns>(
     config: &Config<'r>,
     tcp: &'r T,
@@ -142,7 +141,6 @@ pub fn build<'r, T: TcpConnect, D: Dns>(
     tls: (TlsReference<'r>, Roots<'r>),
     settings: Settings,
     resources: &'r mut Resources,
-    tls_buffers: &'r mut MbedtlsBuffers,
     rng: &mut impl RngCore,
 ) -> Result<Tessera<'r, T, D>, SetupError> {
     let credentials = Credentials::new(config.client_id, config.client_secret)
@@ -156,7 +154,7 @@ pub fn build<'r, T: TcpConnect, D: Dns>(
         rng,
     )
     .settings(settings)
-    .mbedtls(Mbedtls::new(tls.0, tls.1, tls_buffers))
+    .mbedtls(Mbedtls::with_roots(tls.0, tls.1))
     .build())
 }
 
@@ -169,7 +167,6 @@ pub fn client<T: TcpConnect, D: Dns>(
     rng: &mut impl RngCore,
 ) -> Result<Tessera<'static, T, D>, SetupError> {
     static RESOURCES: StaticCell<Resources> = StaticCell::new();
-    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let tls = tls(config, rng)?;
     build(
         config,
@@ -178,7 +175,6 @@ pub fn client<T: TcpConnect, D: Dns>(
         tls,
         settings(config),
         RESOURCES.init(Resources::new()),
-        TLS_BUFFERS.init(MbedtlsBuffers::new()),
         rng,
     )
 }
@@ -273,13 +269,12 @@ pub async fn pay<T: TcpConnect, D: Dns>(
     n: u64,
     clock: &mut impl WallClock,
     buffers: &mut CallBuffers,
-    tls: &mut MbedtlsBuffers,
 ) -> Result<u16, Error> {
     let mut key = heapless::String::<48>::new();
     let _ = write!(key, "{}-{n}", config.terminal);
     let headers = [("Idempotency-Key", key.as_str())];
     let request = ApiRequest::get(config.api_url).headers(&headers);
-    match client.call_mbedtls(request, buffers, tls).await {
+    match client.call(request, buffers).await {
         Ok(r) => {
             say!(
                 info,

@@ -35,7 +35,7 @@ use tessera_embassy::mbedtls::mbedtls_rs::{
     AuthMode, Certificate, ClientSessionConfig, Session, SessionConfig, TlsReference, TlsVersion,
     X509,
 };
-use tessera_embassy::mbedtls::{MbedtlsBuffers, Roots};
+use tessera_embassy::mbedtls::Roots;
 use tessera_embassy::{CallBuffers, Error, Resources, Settings};
 
 use crate::config::Config;
@@ -216,14 +216,12 @@ struct Rig {
     base: tessera_terminal::Config<'static>,
     secret: &'static str,
     resources: RefCell<&'static mut Resources>,
-    tls_buffers: RefCell<&'static mut MbedtlsBuffers>,
 }
 
 /// A client of `rig` for `kind` at `url` with `secret`, on the rig's buffers, as `$t`.
 macro_rules! terminal {
     ($t:ident, $rig:expr, $rng:expr, $kind:expr, $url:expr, $secret:expr, $settings:expr) => {
         let mut resources = $rig.resources.borrow_mut();
-        let mut tls_buffers = $rig.tls_buffers.borrow_mut();
         let config = tessera_terminal::Config {
             provider: $kind,
             token_url: $url,
@@ -237,7 +235,6 @@ macro_rules! terminal {
             &config,
             $settings,
             &mut resources,
-            &mut tls_buffers,
             $rng,
         ) else {
             println!("net-qemu: credentials refused");
@@ -287,7 +284,6 @@ pub async fn run(
         }
     };
     static RESOURCES: StaticCell<Resources> = StaticCell::new();
-    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     let rig = Rig {
         net: terminal::net(stack, host, IpAddr::V4(crate::SERVER_IP)),
         tls,
@@ -296,7 +292,6 @@ pub async fn run(
         base,
         secret,
         resources: RefCell::new(RESOURCES.init(Resources::new())),
-        tls_buffers: RefCell::new(TLS_BUFFERS.init(MbedtlsBuffers::new())),
     };
 
     match config.str("mode") {
@@ -615,7 +610,6 @@ fn static_client(
     rng: &mut ChaCha20Rng,
 ) -> Option<&'static terminal::Tessera<'static>> {
     static RESOURCES: StaticCell<Resources> = StaticCell::new();
-    static TLS_BUFFERS: StaticCell<MbedtlsBuffers> = StaticCell::new();
     static CLIENT: StaticCell<terminal::Tessera<'static>> = StaticCell::new();
     let config = tessera_terminal::Config {
         token_url: url,
@@ -632,7 +626,6 @@ fn static_client(
         (rig.tls, rig.roots),
         quiet,
         RESOURCES.init(Resources::new()),
-        TLS_BUFFERS.init(MbedtlsBuffers::new()),
         rng,
     );
     Some(CLIENT.init(built.ok()?))
@@ -724,10 +717,9 @@ async fn downstream(
         ..rig.base
     };
     let mut call = CallBuffers::new();
-    let mut call_tls = MbedtlsBuffers::new();
     let before = seen(control, "rsa13").await;
     let mut clock = Goldfish;
-    let pay = tessera_terminal::pay(&t.client, &config, 42, &mut clock, &mut call, &mut call_tls);
+    let pay = tessera_terminal::pay(&t.client, &config, 42, &mut clock, &mut call);
     let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     step.requests = (seen(control, "rsa13").await - before) as u32;
@@ -772,9 +764,8 @@ async fn rejected_401(
         ..rig.base
     };
     let mut call = CallBuffers::new();
-    let mut call_tls = MbedtlsBuffers::new();
     let mut clock = Goldfish;
-    let pay = tessera_terminal::pay(&t.client, &config, 43, &mut clock, &mut call, &mut call_tls);
+    let pay = tessera_terminal::pay(&t.client, &config, 43, &mut clock, &mut call);
     let (r, n, heap) = measured(pay).await;
     (step.instructions, step.heap_peak) = (n, heap);
     let tokens = control.number("count rsa13 token").await - before_token;

@@ -12,7 +12,7 @@ use embedded_nal_async::{AddrType, Dns, TcpConnect};
 use static_cell::StaticCell;
 use tessera_core::TokenId;
 use tessera_embassy::mbedtls::mbedtls_rs::TlsReference;
-use tessera_embassy::mbedtls::{MbedtlsBuffers, Roots};
+use tessera_embassy::mbedtls::Roots;
 use tessera_embassy::{Error, Resources, Settings};
 use tessera_terminal::{Config, SetupError};
 
@@ -108,7 +108,6 @@ pub struct Terminal<'r> {
 
 impl<'r> Terminal<'r> {
     /// The shared application's client for `config`, with `settings`, on the given buffers.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: &'r Net,
         tls: TlsReference<'r>,
@@ -116,7 +115,6 @@ impl<'r> Terminal<'r> {
         config: &Config<'r>,
         settings: Settings,
         resources: &'r mut Resources,
-        tls_buffers: &'r mut MbedtlsBuffers,
         rng: &mut impl rand_core::RngCore,
     ) -> Result<Terminal<'r>, SetupError> {
         let client = tessera_terminal::build(
@@ -126,7 +124,6 @@ impl<'r> Terminal<'r> {
             (tls, roots),
             settings,
             resources,
-            tls_buffers,
             rng,
         )?;
         Ok(Terminal {

@@ -98,8 +98,15 @@ pub(crate) fn ureq_proxy(proxy: &Proxy) -> Option<ureq::Proxy> {
     match proxy {
         Proxy::Env => ureq::Proxy::try_from_env(),
         Proxy::None => None,
-        // Checked when it was made; ureq reads the same forms.
-        Proxy::Url(p) => ureq::Proxy::new(p.as_str()).ok(),
+        // Checked when it was made (tessera-host accepts only forms ureq reads too); should
+        // ureq ever refuse one, say so rather than go direct quietly.
+        Proxy::Url(p) => match ureq::Proxy::new(p.as_str()) {
+            Ok(proxy) => Some(proxy),
+            Err(_) => {
+                warn!("tessera: ureq cannot use the proxy {p:?}; https goes direct");
+                None
+            }
+        },
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -12,7 +12,8 @@
 //! - [`Proxy`]: which proxy `https://` requests take; plaintext never takes one.
 //! - [`classify`]: socket and TLS failures as the core's transport stages.
 //! - [`store`]: the token stores' records, names and rules ([`FileStore`], the Redis keys,
-//!   the fetch lease), so blocking and async processes with one credential share one token.
+//!   the fetch lease, the fleet's steps before a fetch), so blocking and async processes
+//!   with one credential share one token.
 //!
 //! Why a crate and not the core: these need `std` (strings, files, the environment, the
 //! system clock) and the core is `no_std` without a heap. Why not inside one client crate:

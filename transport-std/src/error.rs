@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tessera_core::session::{Cause, Failure};
 use tessera_core::{ErrorKind, Stage, TransportError};
+use tessera_host::classify::{classify_io, rustls_detail};
+pub use tessera_host::TrustError;
 
 /// What went wrong.
 ///
@@ -51,36 +53,6 @@ pub enum Error {
     Core(tessera_core::Error),
 }
 
-/// Why trust roots were refused.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TrustError {
-    /// The file could not be read.
-    Read(std::io::Error),
-    /// A `BEGIN CERTIFICATE` block is not valid PEM.
-    BadPem,
-    /// No certificate at all.
-    NoCertificate,
-    /// The certificate at `index` (counting from 0) cannot serve as a root (not X.509).
-    BadCertificate {
-        /// Its position among the certificates.
-        index: usize,
-    },
-}
-
-impl fmt::Display for TrustError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrustError::Read(e) => write!(f, "cannot read the CA file: {}", e.kind()),
-            TrustError::BadPem => f.write_str("the CA file is not valid PEM"),
-            TrustError::NoCertificate => f.write_str("the CA file holds no certificate"),
-            TrustError::BadCertificate { index } => {
-                write!(f, "certificate {index} in the CA file is not a usable root")
-            }
-        }
-    }
-}
-
 impl Error {
     /// The group callers act on.
     pub fn kind(&self) -> ErrorKind {
@@ -109,6 +81,18 @@ impl Error {
             error: classify(&e),
             source: e,
         }
+    }
+}
+
+impl From<TrustError> for Error {
+    fn from(e: TrustError) -> Self {
+        Error::Trust(e)
+    }
+}
+
+impl From<tessera_host::ProxyError> for Error {
+    fn from(_: tessera_host::ProxyError) -> Self {
+        Error::Proxy
     }
 }
 
@@ -143,7 +127,7 @@ impl std::error::Error for Error {
             } => Some(e.as_ref()),
             Error::Token { failure, .. } => Some(failure.as_ref()),
             Error::Transport { source, .. } => Some(source),
-            Error::Trust(TrustError::Read(e)) => Some(e),
+            Error::Trust(e) => Some(e),
             _ => None,
         }
     }
@@ -211,53 +195,6 @@ fn protocol_detail(e: &ureq_proto::Error) -> &'static str {
         P::NoLocationHeader | P::BadLocationHeader(_) => "bad redirect",
         P::OutputOverflow => "request too large",
         _ => "http protocol error",
-    }
-}
-
-fn classify_io(io: &std::io::Error) -> TransportError {
-    use std::io::ErrorKind as K;
-    if let Some(r) = io
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return TransportError::new(Stage::Tls, rustls_detail(r));
-    }
-    let (stage, detail) = match io.kind() {
-        K::ConnectionRefused => (Stage::Connect, "connection refused"),
-        K::HostUnreachable => (Stage::Connect, "host unreachable"),
-        K::NetworkUnreachable => (Stage::Connect, "network unreachable"),
-        K::AddrNotAvailable => (Stage::Connect, "address not available"),
-        K::TimedOut | K::WouldBlock => (Stage::Timeout, "timed out"),
-        K::ConnectionReset => (Stage::Io, "connection reset"),
-        K::ConnectionAborted => (Stage::Io, "connection aborted"),
-        K::BrokenPipe => (Stage::Io, "connection closed while sending"),
-        K::UnexpectedEof => (Stage::Io, "connection closed early"),
-        K::NotConnected => (Stage::Io, "not connected"),
-        _ => (Stage::Io, "read or write failed"),
-    };
-    TransportError::new(stage, detail)
-}
-
-fn rustls_detail(e: &rustls::Error) -> &'static str {
-    use rustls::{CertificateError as C, Error as R};
-    match e {
-        R::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "certificate not trusted",
-            C::BadSignature => "certificate signature invalid",
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                "certificate not valid for host"
-            }
-            C::Expired | C::ExpiredContext { .. } => "certificate expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "certificate not yet valid",
-            C::Revoked => "certificate revoked",
-            C::BadEncoding => "certificate malformed",
-            _ => "certificate refused",
-        },
-        R::AlertReceived(_) => "alert from the server",
-        R::InvalidMessage(_) | R::InappropriateMessage { .. } => "peer is not speaking tls",
-        R::PeerIncompatible(_) => "no common tls version or cipher",
-        R::NoCertificatesPresented => "no certificate presented",
-        _ => "handshake failed",
     }
 }
 

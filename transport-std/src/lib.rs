@@ -107,7 +107,7 @@ pub use ureq::http;
 pub use client::{Client, Refresher};
 pub use clock::{StdClock, SystemWallClock, WallClock};
 pub use error::{classify, Error, TrustError};
-pub use options::{Options, Proxy, ProxyUrl, Roots, Trust};
+pub use options::{Options, Proxy, ProxyError, ProxyUrl, Roots, Trust};
 pub use provider::OwnedProvider;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;

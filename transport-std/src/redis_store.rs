@@ -1,20 +1,14 @@
 //! [`RedisStore`]: one token per credential for a whole fleet (feature `redis`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tessera_host::store::pem;
+use tessera_host::store::redis::{key, millis, Fences, Record, COMPARE_AND_DELETE};
+use tessera_host::store::redis::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, POLL};
+
 use crate::options::Trust;
 use crate::store::{Binding, Lease, StoreError, TokenStore};
-
-/// How often a waiting process looks for the lease holder's token.
-const POLL: Duration = Duration::from_millis(10);
-
-/// Compare-and-delete: deletes a key only while it still holds this value. Releases a lease
-/// only while it carries this holder's fence, and discards a rejected token only while the
-/// record is that token's (never a fresher one another process stored since).
-const COMPARE_AND_DELETE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// Shares one token per credential across processes and machines, on Redis.
 ///
@@ -53,7 +47,7 @@ pub struct RedisStore {
     connection: Mutex<Option<redis::Connection>>,
     timeout: Duration,
     prefix: String,
-    fences: AtomicU64,
+    fences: Fences,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -91,7 +85,7 @@ impl RedisStore {
             let root_cert = match trust {
                 Trust::WebPki => None,
                 Trust::Platform => Some(platform_roots_pem()?),
-                Trust::Roots(roots) => Some(pem(roots.0.iter().map(|c| c.der()))),
+                Trust::Roots(roots) => Some(pem(roots.certificates().iter().map(|c| c.as_ref()))),
             };
             redis::Client::build_with_tls(
                 url,
@@ -104,18 +98,12 @@ impl RedisStore {
         } else {
             redis::Client::open(url).map_err(open)?
         };
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(std::process::id());
-            h.finish()
-        };
         Ok(RedisStore {
             client,
             connection: Mutex::new(None),
-            timeout: Duration::from_millis(250),
-            prefix: "tessera".into(),
-            fences: AtomicU64::new(seed),
+            timeout: DEFAULT_TIMEOUT,
+            prefix: DEFAULT_PREFIX.into(),
+            fences: Fences::new(),
         })
     }
 
@@ -132,7 +120,12 @@ impl RedisStore {
     }
 
     fn key(&self, binding: &Binding, what: &str) -> String {
-        format!("{}:{{{}}}:{what}", self.prefix, binding.as_str())
+        let record = match what {
+            "token" => Record::Token,
+            "lease" => Record::Lease,
+            _ => Record::Refused,
+        };
+        key(&self.prefix, binding, record)
     }
 
     /// Runs `f` on the connection, making one if needed; a failed one is dropped.
@@ -163,14 +156,6 @@ impl RedisStore {
             }
         }
     }
-
-    fn fence(&self) -> String {
-        // Unique per process (random seed) and per lease (counter).
-        let n = self
-            .fences
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-        format!("{:x}-{n:016x}", std::process::id())
-    }
 }
 
 /// The OS's trusted roots as PEM, for redis-rs.
@@ -187,46 +172,6 @@ fn platform_roots_pem() -> Result<Vec<u8>, StoreError> {
         ));
     }
     Ok(pem(found.certs.iter().map(|c| c.as_ref())))
-}
-
-/// Certificates (DER) as PEM `CERTIFICATE` blocks.
-fn pem<'a>(certs: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    for der in certs {
-        out.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-        let mut line = 0;
-        for chunk in der.chunks(3) {
-            let b = [
-                chunk.first().copied().unwrap_or(0),
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                let c = if i <= chunk.len() {
-                    ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]
-                } else {
-                    b'='
-                };
-                out.push(c);
-            }
-            line += 4;
-            if line == 64 {
-                out.push(b'\n');
-                line = 0;
-            }
-        }
-        if line > 0 {
-            out.push(b'\n');
-        }
-        out.extend_from_slice(b"-----END CERTIFICATE-----\n");
-    }
-    out
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl TokenStore for RedisStore {
@@ -267,7 +212,7 @@ impl TokenStore for RedisStore {
 
     fn acquire(&self, binding: &Binding, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let key = self.key(binding, "lease");
-        let fence = self.fence();
+        let fence = self.fences.next();
         let set: Option<String> = self.with("lease", |c| {
             redis::cmd("SET")
                 .arg(&key)
@@ -326,24 +271,5 @@ impl TokenStore for RedisStore {
     fn refusal(&self, binding: &Binding) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.key(binding, "refused");
         self.with("refusal", |c| redis::cmd("GET").arg(&key).query(c))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pem_is_standard_base64_in_64_column_lines() {
-        let der: Vec<u8> = (0u8..=100).collect();
-        let text = String::from_utf8(super::pem([&der[..], b"ab"].into_iter())).unwrap();
-        let blocks: Vec<&str> = text.split("-----END CERTIFICATE-----\n").collect();
-        assert_eq!(blocks.len(), 3);
-        let body: String = blocks[0]
-            .trim_start_matches("-----BEGIN CERTIFICATE-----\n")
-            .lines()
-            .inspect(|l| assert!(l.len() <= 64))
-            .collect();
-        assert_eq!(&body[..8], "AAECAwQF");
-        assert!(body.ends_with("Y2Q="), "{body}");
-        assert!(blocks[1].ends_with("YWI=\n"));
     }
 }

@@ -53,7 +53,7 @@ impl Http {
                 .max_response_header_size(MAX_HEAD)
                 .tls_config(
                     TlsConfig::builder()
-                        .root_certs(options.trust.root_certs())
+                        .root_certs(crate::options::root_certs(&options.trust))
                         .build(),
                 )
                 .build()
@@ -68,7 +68,7 @@ impl Http {
             )
         };
         let direct = agent(None);
-        let secure = match options.proxy.resolve() {
+        let secure = match crate::options::ureq_proxy(&options.proxy) {
             None => direct.clone(),
             Some(p) => agent(Some(p)),
         };

@@ -253,31 +253,31 @@ fn pem_roots_are_checked_when_the_trust_is_made() {
     }
     assert!(matches!(
         Trust::from_pem(b""),
-        Err(Error::Trust(TrustError::NoCertificate))
+        Err(TrustError::NoCertificate)
     ));
     assert!(matches!(
         Trust::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
-        Err(Error::Trust(TrustError::NoCertificate))
+        Err(TrustError::NoCertificate)
     ));
     assert!(matches!(
         Trust::from_pem(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n"),
-        Err(Error::Trust(TrustError::BadPem))
+        Err(TrustError::BadPem)
     ));
     let mut junk_then_good = pem(b"not a certificate at all");
     junk_then_good.extend_from_slice(&one);
     assert!(matches!(
         Trust::from_pem(&junk_then_good),
-        Err(Error::Trust(TrustError::BadCertificate { index: 0 }))
+        Err(TrustError::BadCertificate { index: 0 })
     ));
     let mut good_then_junk = one.clone();
     good_then_junk.extend_from_slice(&pem(b"junk"));
     assert!(matches!(
         Trust::from_pem(&good_then_junk),
-        Err(Error::Trust(TrustError::BadCertificate { index: 1 }))
+        Err(TrustError::BadCertificate { index: 1 })
     ));
     let missing = Trust::from_pem_file("/nonexistent/tessera-ca.pem").unwrap_err();
-    assert!(matches!(missing, Error::Trust(TrustError::Read(_))));
-    assert_eq!(missing.kind(), ErrorKind::Malformed);
+    assert!(matches!(missing, TrustError::Read(_)));
+    assert_eq!(Error::from(missing).kind(), ErrorKind::Malformed);
 
     let dir = std::env::temp_dir().join(format!("tessera-ca-{}.pem", std::process::id()));
     std::fs::write(&dir, &two).unwrap();

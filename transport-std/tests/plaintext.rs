@@ -108,7 +108,10 @@ fn plaintext_never_takes_the_proxy_and_https_does() {
 
 #[test]
 fn a_bad_proxy_url_is_refused_when_made() {
-    assert!(matches!(Proxy::url("not a url at all"), Err(Error::Proxy)));
+    assert!(matches!(
+        Proxy::url("not a url at all"),
+        Err(tessera_std::ProxyError)
+    ));
     let p = Proxy::url("http://user:hunter2@127.0.0.1:3128").unwrap();
     assert!(!format!("{p:?}").contains("hunter2"));
 }

@@ -38,12 +38,6 @@ impl WallClock for Wall {
     }
 }
 
-impl tessera_std::WallClock for Wall {
-    fn unix_ms(&self) -> Option<u64> {
-        Some(WALL_START_MS + tessera_core::Clock::now(&self.0).as_millis())
-    }
-}
-
 fn options(store: Arc<dyn TokenStore>, clock: &ManualClock) -> Options {
     Options {
         connect_timeout: Duration::from_millis(500),

@@ -11,6 +11,8 @@ use tessera_core::{ErrorKind, Provider, TokenId};
 use zeroize::Zeroizing;
 
 use super::Client;
+use tessera_host::store::fleet::{self, lease_ttl, patience, snapshot_capacity, REFUSAL_CAPACITY};
+
 use crate::store::{Binding, Lease, StoreError, TokenStore};
 use crate::token::Token;
 
@@ -99,57 +101,75 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         Before::Settled
     }
 
+    /// Drives the fleet's steps before a fetch (`tessera_host::store::fleet::Settle`, the
+    /// machine tessera-tokio drives too) with this client's store and session.
     fn settle(&self, store: &dyn TokenStore) -> Result<Settle, StoreError> {
         let key = self.store_key();
         let Ok(fingerprint) = self.lock().binding(key) else {
             return Ok(Settle::Fetch(None));
         };
         let binding = Binding::new(fingerprint);
-        let lease_ttl = self.inner.options.request_timeout + Duration::from_secs(1);
-        // Wait for another holder at most this long, well inside the session's fetch
-        // timeout (after which it would abandon this fetch). A lease someone holds for ever
-        // (a stuck key, a holder on a far longer timeout) costs a fetch at most this, and
-        // says so once.
-        let patience = self.inner.options.session.fetch_timeout.mul_f32(0.75);
-        let deadline = std::time::Instant::now() + patience;
+        let mut steps = fleet::Settle::new(
+            lease_ttl(self.inner.options.request_timeout),
+            patience(self.inner.options.session.fetch_timeout),
+            std::time::Instant::now(),
+        );
+        let mut refusal = None;
+        let mut found = fleet::Found::Start;
         loop {
-            if let Some(refusal) = self.stored_refusal(store, &binding, key)? {
-                debug!("tessera: the fleet's last attempt with this credential was refused");
-                return Ok(Settle::Refused(refusal));
-            }
-            if self.restore_fresh(store, &binding, key)? {
-                return Ok(Settle::Restored);
-            }
-            if let Some(lease) = store.acquire(&binding, lease_ttl)? {
-                self.inner.lease_stuck.store(false, Ordering::Relaxed);
-                // The last holder may have stored its token, or its refusal, and released the
-                // lease between the looks above and this lease: look at both once more before
-                // asking the provider. (Without the second look at the refusal, a process
-                // that looked just before the holder was refused asked the provider again:
-                // the fleet's one failed attempt became two, under load.)
-                if let Some(refusal) = self.stored_refusal(store, &binding, key)? {
-                    store.release(&binding, &lease)?;
-                    return Ok(Settle::Refused(refusal));
+            found = match steps.step(found) {
+                fleet::Step::LookForRefusal => {
+                    refusal = self.stored_refusal(store, &binding, key)?;
+                    fleet::Found::Refusal(refusal.is_some())
                 }
-                if self.restore_fresh(store, &binding, key)? {
-                    store.release(&binding, &lease)?;
+                fleet::Step::LookForToken => {
+                    fleet::Found::FreshToken(self.restore_fresh(store, &binding, key)?)
+                }
+                fleet::Step::TakeLease(ttl) => {
+                    let lease = store.acquire(&binding, ttl)?;
+                    if lease.is_some() {
+                        self.inner.lease_stuck.store(false, Ordering::Relaxed);
+                    }
+                    fleet::Found::Lease(lease)
+                }
+                fleet::Step::Wait(limit) => {
+                    store.wait(&binding, limit)?;
+                    fleet::Found::Waited
+                }
+                fleet::Step::Refused { release } => {
+                    if let Some(lease) = release {
+                        store.release(&binding, &lease)?;
+                    }
+                    debug!("tessera: the fleet's last attempt with this credential was refused");
+                    return Ok(match refusal {
+                        Some(r) => Settle::Refused(r),
+                        None => Settle::Fetch(None),
+                    });
+                }
+                fleet::Step::Restored { release } => {
+                    if let Some(lease) = release {
+                        store.release(&binding, &lease)?;
+                    }
                     return Ok(Settle::Restored);
                 }
-                return Ok(Settle::Fetch(Some(Held { binding, lease })));
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                if !self.inner.lease_stuck.swap(true, Ordering::Relaxed) {
-                    warn!(
-                        "tessera: the fleet's fetch lease was not given back within {patience:?}; \
-                         fetching alone (each fetch waits that long at most while it stays held)"
-                    );
-                } else {
-                    debug!("tessera: the fleet's fetch lease is still held; fetching alone");
+                fleet::Step::Fetch(lease) => {
+                    return Ok(Settle::Fetch(lease.map(|lease| Held {
+                        binding: binding.clone(),
+                        lease,
+                    })));
                 }
-                return Ok(Settle::Fetch(None));
-            }
-            store.wait(&binding, (deadline - now).min(lease_ttl))?;
+                fleet::Step::FetchAlone(_patience) => {
+                    if !self.inner.lease_stuck.swap(true, Ordering::Relaxed) {
+                        warn!(
+                            "tessera: the fleet's fetch lease was not given back within {_patience:?}; \
+                             fetching alone (each fetch waits that long at most while it stays held)"
+                        );
+                    } else {
+                        debug!("tessera: the fleet's fetch lease is still held; fetching alone");
+                    }
+                    return Ok(Settle::Fetch(None));
+                }
+            };
         }
     }
 
@@ -236,7 +256,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             let session = self.lock();
             match completion {
                 Completion::Stored => {
-                    let size = 2 * TOKEN + 6 * REFRESH + 2048 + tessera_core::snapshot::OVERHEAD;
+                    let size = snapshot_capacity(TOKEN, REFRESH);
                     let mut buf = Zeroizing::new(vec![0u8; size]);
                     let sealed = self.wall().and_then(|wall| {
                         session
@@ -265,7 +285,7 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                     let period = session.config().refusal_retry;
                     let record = match (refused, self.wall()) {
                         (Some(status), Some(wall)) => {
-                            let mut buf = [0u8; 128];
+                            let mut buf = [0u8; REFUSAL_CAPACITY];
                             session
                                 .seal_refusal(status, wall, self.store_key(), &mut buf)
                                 .ok()

@@ -44,13 +44,15 @@ async fn net_task(mut runner: Runner<'static, VirtioNet>) -> ! {
 async fn main_task(spawner: Spawner) {
     let pass = run(spawner).await;
     let (busy, slept_instret, slept) = platform::totals();
-    let [main_stack, net_stack] = platform::task_stacks();
+    let [main_stack, net_stack, refresher_stack] = platform::task_stacks();
     println!(
-        "@tasks {{\"{}\":{},\"{}\":{}}}",
+        "@tasks {{\"{}\":{},\"{}\":{},\"{}\":{}}}",
         platform::TASKS[0],
         main_stack,
         platform::TASKS[1],
-        net_stack
+        net_stack,
+        platform::TASKS[2],
+        refresher_stack
     );
     println!(
         "@done {{\"pass\":{},\"instructions\":{},\"instret_in_wfi\":{},\"slept_us\":{},\"heap\":{}}}",

@@ -283,24 +283,28 @@ const PAINT: u32 = 0xC0FF_EE11;
 /// bottom is reported as the whole window (a floor, not a measurement).
 pub const WINDOW: usize = 128 * 1024;
 /// Tasks tracked by name, in the order they are spawned.
-pub const TASKS: [&str; 2] = [
-    "main (scenarios, client, refresher)",
+pub const TASKS: [&str; 3] = [
+    "main (scenarios, payment, clients)",
     "net (embassy-net runner)",
+    "refresher (tessera-terminal)",
 ];
 
 struct StackWatch {
+    /// The stack pointer where the current step began (in the caller's poll).
+    step_top: usize,
     /// The lowest address the current step reached.
     step_lowest: usize,
     /// Each task's id (its TaskRef address) and the lowest address it reached.
-    tasks: [(u32, usize); 2],
+    tasks: [(u32, usize); 3],
     spawned: usize,
     /// minstret spent in the hook.
     hook_instret: u64,
 }
 
 static WATCH: Mutex<RefCell<StackWatch>> = Mutex::new(RefCell::new(StackWatch {
+    step_top: 0,
     step_lowest: usize::MAX,
-    tasks: [(0, usize::MAX); 2],
+    tasks: [(0, usize::MAX); 3],
     spawned: 0,
     hook_instret: 0,
 }));
@@ -350,21 +354,31 @@ fn lowest_used() -> usize {
     a
 }
 
-/// Starts a step: its stack figure counts from here.
+/// Starts a step: its stack figure counts from the caller's frame down.
+#[inline(always)]
 pub fn reset_stack_step() {
-    critical_section::with(|cs| WATCH.borrow(cs).borrow_mut().step_lowest = usize::MAX);
+    let sp = stack_pointer();
+    critical_section::with(|cs| {
+        let mut w = WATCH.borrow(cs).borrow_mut();
+        w.step_top = sp;
+        w.step_lowest = usize::MAX;
+    });
 }
 
-/// The deepest the current step went, in bytes from the stack's start (the runtime's and
-/// the executor's frames included): the polls that ended, and the one running now.
+/// How deep the current step's own work went below the frame that started it (the client
+/// call's stack, without the test harness's frames above it): the polls that ended, and
+/// the one running now.
 pub fn stack_high_water() -> usize {
     let now = lowest_used();
-    let lowest = critical_section::with(|cs| WATCH.borrow(cs).borrow().step_lowest).min(now);
-    stack_start().saturating_sub(lowest.min(stack_start()))
+    let (top, lowest) = critical_section::with(|cs| {
+        let w = WATCH.borrow(cs).borrow();
+        (w.step_top, w.step_lowest)
+    });
+    top.saturating_sub(lowest.min(now))
 }
 
 /// Each task's deepest point so far, in bytes from the stack's start, by [`TASKS`] order.
-pub fn task_stacks() -> [usize; 2] {
+pub fn task_stacks() -> [usize; 3] {
     let start = stack_start();
     critical_section::with(|cs| {
         let w = WATCH.borrow(cs).borrow();

@@ -1,6 +1,7 @@
 //! The scenarios, run on target against the host's servers. Each prints one line,
 //! `@step {json}`, with what happened (`ok`, `kind`, `cause`, the requests the guest sent)
-//! and what it cost (instructions, sleep excluded; heap peak; stack high-water); the host
+//! and what it cost (instructions, sleep excluded; heap peak; how deep the call went on the
+//! stack below its caller, and each task's deepest point at the end of the run); the host
 //! checks them against what its servers saw and prints the summary.
 //!
 //! Two modes, from the configuration's `mode`:
@@ -19,8 +20,6 @@ use core::cell::RefCell;
 use core::ffi::CStr;
 use core::fmt::Write as _;
 use core::net::{IpAddr, SocketAddr};
-
-use embassy_futures::select::{select, Either};
 
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
@@ -247,7 +246,7 @@ macro_rules! terminal {
 /// Runs the configured mode; true when every step passed its own checks (the host checks
 /// the rest).
 pub async fn run(
-    _spawner: Spawner,
+    spawner: Spawner,
     stack: Stack<'static>,
     config: Config,
     mut rng: ChaCha20Rng,
@@ -296,7 +295,7 @@ pub async fn run(
     };
 
     match config.str("mode") {
-        Some("suite") => suite(&rig, stack, &config, &mut rng).await,
+        Some("suite") => suite(&rig, spawner, stack, &config, &mut rng).await,
         Some("restore") => restore(&rig, stack, &config, &mut rng).await,
         Some("endpoint") => endpoint(&rig, &config, &mut rng).await,
         other => {
@@ -368,7 +367,13 @@ fn named(prefix: &str, label: &str) -> String<48> {
     s
 }
 
-async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaCha20Rng) -> bool {
+async fn suite(
+    rig: &Rig,
+    spawner: Spawner,
+    stack: Stack<'static>,
+    config: &Config,
+    rng: &mut ChaCha20Rng,
+) -> bool {
     static CONTROL_BUFS: StaticCell<([u8; 512], [u8; 512])> = StaticCell::new();
     let (crx, ctx) = CONTROL_BUFS.init(([0; 512], [0; 512]));
     let Some(mut control) = Control::open(stack, crx, ctx).await else {
@@ -399,15 +404,13 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
         all &= step.ok;
 
         let mut step = Step::new(&named("first token ", label));
-        terminal!(
-            t,
-            rig,
-            rng,
-            ProviderKind::OAuth2,
-            url(&key),
-            rig.secret,
-            settings(10)
-        );
+        // Over TLS 1.2 the client keeps no connection, so its next fetch opens a new one
+        // and resumes the saved session (measured below).
+        let mut s = settings(10);
+        if server == "rsa12" {
+            s.kept_connections = 0;
+        }
+        terminal!(t, rig, rng, ProviderKind::OAuth2, url(&key), rig.secret, s);
         let before = seen(&mut control, server).await;
         let (r, n, heap) = measured(t.token()).await;
         step.instructions = n;
@@ -420,6 +423,28 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
         let _ = write!(step.extra, ",\"server\":\"{server}\"");
         step.print();
         all &= step.ok;
+        if server == "rsa12" {
+            // A new connection to the same origin: an abbreviated TLS 1.2 handshake on the
+            // saved session (the server counts it resumed), then the request.
+            let mut step = Step::new("token fetch resumed rsa2048/tls1.2");
+            t.force_refresh();
+            let resumed = control.number("wire rsa12 resumed").await;
+            let before = seen(&mut control, server).await;
+            let (r, n, heap) = measured(t.token()).await;
+            (step.instructions, step.heap_peak) = (n, heap);
+            step.requests = (seen(&mut control, server).await - before) as u32;
+            let resumed = control
+                .number("wire rsa12 resumed")
+                .await
+                .wrapping_sub(resumed);
+            let _ = write!(step.extra, ",\"server\":\"rsa12\",\"resumed\":{resumed}");
+            match r {
+                Ok(()) => step.ok = step.requests == 1 && resumed == 1,
+                Err(e) => step.error(&e),
+            }
+            step.print();
+            all &= step.ok;
+        }
         if server != "rsa13" {
             continue;
         }
@@ -436,7 +461,7 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
         all &= step.ok;
     }
 
-    all &= refresh_in_flight(rig, &mut control, url("url.rsa13"), rng).await;
+    all &= refresh_in_flight(rig, spawner, &mut control, url("url.rsa13"), rng).await;
     all &= downstream(rig, &mut control, url("url.rsa13"), api, rng).await;
     all &= rejected_401(rig, &mut control, url("url.rsa13"), api, rng).await;
 
@@ -590,57 +615,99 @@ async fn suite(rig: &Rig, stack: Stack<'static>, config: &Config, rng: &mut ChaC
     all
 }
 
+/// The refresher as the boards run it: its own task, on a client that lives for ever.
+#[embassy_executor::task]
+async fn refresher_task(client: &'static terminal::Tessera<'static>) -> ! {
+    tessera_terminal::refresher(client).await
+}
+
+/// The refresh scenario's client, built in place in a static (in its own frame, so the
+/// scenario's poll frame does not carry a client-sized temporary). Once.
+#[inline(never)]
+fn static_client(
+    rig: &Rig,
+    url: &'static str,
+    rng: &mut ChaCha20Rng,
+) -> Option<&'static terminal::Tessera<'static>> {
+    static RESOURCES: StaticCell<Resources> = StaticCell::new();
+    static CLIENT: StaticCell<terminal::Tessera<'static>> = StaticCell::new();
+    let config = tessera_terminal::Config {
+        token_url: url,
+        ..rig.base
+    };
+    // This client outlives the scenario (its refresher task runs for ever): it keeps no
+    // connection, so it holds no socket and no MbedTLS heap while the next ones run.
+    let mut quiet = settings(30);
+    quiet.kept_connections = 0;
+    let built = tessera_terminal::build(
+        &config,
+        &rig.net.tcp,
+        &rig.net.dns,
+        (rig.tls, rig.roots),
+        quiet,
+        RESOURCES.init(Resources::new()),
+        rng,
+    );
+    Some(CLIENT.init(built.ok()?))
+}
+
+/// Spawns the refresher task (in its own frame: the task's future is made on the stack
+/// before it moves into its pool, and the scenario's poll frame should not carry it).
+#[inline(never)]
+fn spawn_refresher(spawner: Spawner, client: &'static terminal::Tessera<'static>) {
+    spawner.spawn(refresher_task(client).unwrap());
+}
+
+/// A token from `client` (its text is not kept).
+async fn token_of(client: &terminal::Tessera<'_>) -> Result<(), Error> {
+    let mut out = [0u8; 2048];
+    let r = client.token(&mut out).await.map(|_| ());
+    out.fill(0);
+    r
+}
+
 /// A refresh held on the server while the payment task asks for the token: it is served
-/// the cached one at once. The latency is on the target's timer.
+/// the cached one at once. The refresher runs in its own task, as on the boards; the
+/// latency is on the target's timer.
 async fn refresh_in_flight(
     rig: &Rig,
+    spawner: Spawner,
     control: &mut Control<'_>,
-    url: &str,
+    url: &'static str,
     rng: &mut ChaCha20Rng,
 ) -> bool {
     let mut step = Step::new("refresh in flight");
+    let Some(client) = static_client(rig, url, rng) else {
+        step.print();
+        return false;
+    };
     // A token that lives 10 s: the refresh starts at 5 s (the margin is at most half the
     // lifetime), and the token is served until 8 s.
-    terminal!(
-        t,
-        rig,
-        rng,
-        ProviderKind::OAuth2,
-        url,
-        rig.secret,
-        settings(30)
-    );
     let short = control.set("lifetime 10").await;
-    let got = t.token().await.is_ok();
+    let got = token_of(client).await.is_ok();
     let restored = control.set("lifetime 3600").await;
     if !(short && got && restored && control.set("hold token").await) {
         step.print();
         return false;
     }
-    let stored = t.client.tokens_stored();
+    let stored = client.tokens_stored();
     let before = seen(control, "rsa13").await;
-    let payment = async {
-        // The refresher has started the refresh when the server holds it.
-        let arrived = control.set("wait-arrived").await;
-        platform::reset_stack_step();
-        let (t0, i0) = (Instant::now(), platform::busy_instructions());
-        let r = t.token().await;
-        let (latency, n) = (t0.elapsed().as_ticks(), platform::busy_instructions() - i0);
-        let released = control.set("release").await;
-        // The refreshed token, once the refresh lands.
-        while t.client.tokens_stored() == stored {
-            Timer::after_millis(10).await;
-        }
-        (arrived && released && r.is_ok(), n, latency)
-    };
-    let (ok, n, latency) = match select(tessera_terminal::refresher(&t.client), payment).await {
-        Either::First(never) => match never {},
-        Either::Second(r) => r,
-    };
+    spawn_refresher(spawner, client);
+    // The refresher has started the refresh when the server holds it.
+    let arrived = control.set("wait-arrived").await;
+    platform::reset_stack_step();
+    let (t0, i0) = (Instant::now(), platform::busy_instructions());
+    let r = token_of(client).await;
+    let (latency, n) = (t0.elapsed().as_ticks(), platform::busy_instructions() - i0);
+    let released = control.set("release").await;
+    // The refreshed token, once the refresh lands.
+    while client.tokens_stored() == stored {
+        Timer::after_millis(10).await;
+    }
     step.instructions = n;
     step.requests = (seen(control, "rsa13").await - before) as u32;
     let _ = write!(step.extra, ",\"token_latency_us\":{}", latency / 10);
-    step.ok = ok && step.requests == 1;
+    step.ok = arrived && released && r.is_ok() && step.requests == 1;
     step.print();
     step.ok
 }

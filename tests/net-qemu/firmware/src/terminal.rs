@@ -108,7 +108,6 @@ pub struct Terminal<'r> {
 
 impl<'r> Terminal<'r> {
     /// The shared application's client for `config`, with `settings`, on the given buffers.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: &'r Net,
         tls: TlsReference<'r>,

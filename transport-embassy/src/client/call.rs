@@ -30,7 +30,7 @@ where
     ///
     /// An `http://` URL whose host is not loopback is refused before connecting unless
     /// the settings allow insecure HTTP. An `https://` one goes through MbedTLS when the
-    /// client has it ([`Builder::mbedtls`], feature `mbedtls`: nothing more to give); with
+    /// client has it (`Builder::mbedtls`, feature `mbedtls`: nothing more to give); with
     /// embedded-tls only (feature `tls`) it needs `Client::call_tls` and its record buffers.
     pub async fn call<'b, const HEAD: usize, const BODY: usize>(
         &self,

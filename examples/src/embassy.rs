@@ -16,9 +16,9 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_nal_async::{AddrType, Dns};
 use std_embedded_nal_async::Stack;
 use tessera_core::{Credentials, Provider};
-use tessera_embassy::mbedtls::mbedtls_rs::Tls;
+use tessera_embassy::mbedtls::mbedtls_rs::{Tls, TlsReference};
 use tessera_embassy::mbedtls::{use_wall_clock, Mbedtls, Rng09, Roots, WallClock};
-use tessera_embassy::{Client, Error, Resources, Settings};
+use tessera_embassy::{Client, Connector, Error, Plain, Resources, Settings};
 
 use crate::{error_json, failure_json, kind_json, token_json, transport_json, Target};
 
@@ -87,46 +87,75 @@ pub fn token<P: Provider>(
     let stack = Stack::default();
     let dns = Resolver(Stack::default());
     let mut resources: Box<Resources> = Box::default();
+    let settings = settings(target);
+    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
+    // The connector is the TLS choice: MbedTLS with the roots given, plain HTTP otherwise.
+    Ok(match roots {
+        Some(roots) => {
+            let https = Mbedtls::new(&stack, &dns, mbedtls()?, roots);
+            let client = Client::<NoopRawMutex, _, _>::builder(
+                provider,
+                credentials,
+                https,
+                &mut resources,
+                &mut rng,
+            )
+            .settings(settings)
+            .build();
+            token_with(&client, show_token)
+        }
+        None => {
+            let client = Client::<NoopRawMutex, _, _>::builder(
+                provider,
+                credentials,
+                Plain::new(&stack, &dns),
+                &mut resources,
+                &mut rng,
+            )
+            .settings(settings)
+            .build();
+            token_with(&client, show_token)
+        }
+    })
+}
+
+/// The client's settings from the command line.
+fn settings(target: &Target) -> Settings {
     let mut settings = Settings::default();
     settings.session.allow_insecure_http = target.allow_insecure_http;
     if let Some(t) = target.timeout {
         let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
         settings.timeout = embassy_time::Duration::from_millis(ms);
     }
-    let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
-    let builder = Client::<NoopRawMutex, _, _, _>::builder(
-        provider,
-        credentials,
-        &stack,
-        &dns,
-        &mut resources,
-        &mut rng,
-    )
-    .settings(settings);
-    let client = match roots {
-        Some(roots) => {
-            // The program's one MbedTLS instance, its RNG the OS's.
-            let tls = Tls::new(Box::leak(Box::new(Rng09(rand_core::UnwrapErr(
-                rand_core::OsRng,
-            )))))
-            .map_err(|e| format!("MbedTLS: {e:?}"))?;
-            let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
-            use_wall_clock(&CLOCK);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO);
-            CLOCK.set_unix_time(now.as_secs());
-            builder
-                .mbedtls(Mbedtls::with_roots(tls.reference(), roots))
-                .build()
-        }
-        None => builder.build(),
-    };
+    settings
+}
+
+/// The program's one MbedTLS instance, its RNG the OS's, certificate dates checked against
+/// this machine's clock.
+fn mbedtls() -> Result<TlsReference<'static>, String> {
+    let tls = Tls::new(Box::leak(Box::new(Rng09(rand_core::UnwrapErr(
+        rand_core::OsRng,
+    )))))
+    .map_err(|e| format!("MbedTLS: {e:?}"))?;
+    let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
+    use_wall_clock(&CLOCK);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    CLOCK.set_unix_time(now.as_secs());
+    Ok(tls.reference())
+}
+
+/// One token fetch with `client`: `(exit code 0 or 1, the JSON line)`.
+fn token_with<'r, P: Provider, N: Connector<'r>>(
+    client: &Client<'r, NoopRawMutex, P, N>,
+    show_token: bool,
+) -> (u8, String) {
     let outcome = async_io::block_on(async {
         let mut out = [0u8; 2048];
         client.token(&mut out).await.map(|_| ())
     });
-    Ok(match outcome {
+    match outcome {
         Ok(()) => match client.grant(|g| g.map(|g| token_json(g, show_token, false))) {
             Some(line) => (0, line),
             None => (
@@ -140,16 +169,8 @@ pub fn token<P: Provider>(
                 ),
             ),
         },
-        Err(Error::Token {
-            kind, transport, ..
-        }) => {
-            let line = client.failure(|f| f.map(failure_json));
-            let line = line.or(transport.map(transport_json));
-            (1, line.unwrap_or_else(|| kind_json(kind)))
-        }
-        Err(Error::Transport(t)) => (1, transport_json(t)),
-        Err(Error::Core(e)) => (1, error_json(&e, None)),
-    })
+        Err(e) => (1, error_line(client, e)),
+    }
 }
 
 /// `tessera call … --transport embassy`: `spec.repeat` calls with tessera-embassy (MbedTLS
@@ -163,7 +184,6 @@ pub fn call<P: Provider + 'static>(
     spec: &crate::call::CallSpec,
     print: &mut dyn FnMut(String),
 ) -> Result<u8, String> {
-    use tessera_embassy::{ApiRequest, CallBuffers};
     let https = |u: &str| {
         u.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
@@ -190,40 +210,44 @@ pub fn call<P: Provider + 'static>(
     let stack: &'static Stack = Box::leak(Box::default());
     let dns: &'static Resolver = Box::leak(Box::new(Resolver(Stack::default())));
     let resources: &'static mut Resources = Box::leak(Box::default());
-    let mut settings = Settings::default();
-    settings.session.allow_insecure_http = target.allow_insecure_http;
-    if let Some(t) = target.timeout {
-        let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
-        settings.timeout = embassy_time::Duration::from_millis(ms);
-    }
+    let settings = settings(target);
     let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
-    let builder = Client::<NoopRawMutex, _, _, _>::builder(
-        provider,
-        credentials,
-        stack,
-        dns,
-        resources,
-        &mut rng,
-    )
-    .settings(settings);
-    let client = match roots {
+    match roots {
         Some(roots) => {
-            let tls = Tls::new(Box::leak(Box::new(Rng09(rand_core::UnwrapErr(
-                rand_core::OsRng,
-            )))))
-            .map_err(|e| format!("MbedTLS: {e:?}"))?;
-            let tls: &'static Tls<'static> = Box::leak(Box::new(tls));
-            use_wall_clock(&CLOCK);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO);
-            CLOCK.set_unix_time(now.as_secs());
-            builder
-                .mbedtls(Mbedtls::with_roots(tls.reference(), roots))
-                .build()
+            let https = Mbedtls::new(stack, dns, mbedtls()?, roots);
+            let client = Client::<NoopRawMutex, _, _>::builder(
+                provider,
+                credentials,
+                https,
+                resources,
+                &mut rng,
+            )
+            .settings(settings)
+            .build();
+            calls_with(&client, spec, print)
         }
-        None => builder.build(),
-    };
+        None => {
+            let client = Client::<NoopRawMutex, _, _>::builder(
+                provider,
+                credentials,
+                Plain::new(stack, dns),
+                resources,
+                &mut rng,
+            )
+            .settings(settings)
+            .build();
+            calls_with(&client, spec, print)
+        }
+    }
+}
+
+/// `spec.repeat` calls with `client`, each printed as it ends, then the summary line.
+fn calls_with<'r, P: Provider, N: Connector<'r>>(
+    client: &Client<'r, NoopRawMutex, P, N>,
+    spec: &crate::call::CallSpec,
+    print: &mut dyn FnMut(String),
+) -> Result<u8, String> {
+    use tessera_embassy::{ApiRequest, CallBuffers};
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -261,7 +285,7 @@ pub fn call<P: Provider + 'static>(
                 }
                 Err(e) => {
                     answered_all = false;
-                    crate::call::failed_json(i, took, &error_line(&client, e))
+                    crate::call::failed_json(i, took, &error_line(client, e))
                 }
             };
             print(line);
@@ -278,8 +302,8 @@ pub fn call<P: Provider + 'static>(
 }
 
 /// The error line of a failed `token()` or `call()`.
-fn error_line<P: Provider, T: embedded_nal_async::TcpConnect, D: Dns, C: tessera_core::Clock>(
-    client: &Client<'_, NoopRawMutex, P, T, D, C>,
+fn error_line<'r, P: Provider, N: Connector<'r>>(
+    client: &Client<'r, NoopRawMutex, P, N>,
     e: Error,
 ) -> String {
     match e {

@@ -15,11 +15,17 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
-use tessera_embassy::{Client, Resources, Settings};
+use tessera_embassy::{Client, Plain, Resources, Settings};
 use tessera_sandbox::scenarios::ManualClock;
 use tessera_sandbox::{Endpoint, Fault, Gate, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
-type C = Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
+type C = Client<
+    'static,
+    CriticalSectionRawMutex,
+    AnyProvider<'static>,
+    Plain<'static, Stack, Stack>,
+    ManualClock,
+>;
 
 const CALLS: usize = 10_000;
 
@@ -55,8 +61,7 @@ fn main() {
         Client::builder(
             AnyProvider::new(kind, base),
             creds,
-            stack,
-            stack,
+            Plain::new(stack, stack),
             resources,
             &mut Rng(1),
         )

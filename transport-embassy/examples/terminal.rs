@@ -24,7 +24,10 @@ use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources};
 type Tcp = std_embedded_nal_async::Stack;
 type Dns = std_embedded_nal_async::Stack;
 
-type Tessera = Client<'static, CriticalSectionRawMutex, Shogun<'static>, Tcp, Dns>;
+/// The connector is the TLS choice: `Mbedtls` here (`EmbeddedTls` with feature `tls`,
+/// `Plain` for a loopback or LAN sandbox). It holds the network stack and kept connections.
+type Tessera =
+    Client<'static, CriticalSectionRawMutex, Shogun<'static>, Mbedtls<'static, Tcp, Dns>>;
 
 static RESOURCES: StaticCell<Resources> = StaticCell::new(); // every buffer, sized by const generics
 static CLIENT: StaticCell<Tessera> = StaticCell::new();
@@ -41,10 +44,9 @@ fn setup(
     roots: &'static CStr,
     rng: &mut impl rand_core::RngCore,
 ) -> Result<&'static Tessera, tessera_embassy::mbedtls::RootsError> {
-    let https = Mbedtls::with_roots(tls.reference(), Roots::new(roots)?);
+    let https = Mbedtls::new(tcp, dns, tls.reference(), Roots::new(roots)?);
     let resources = RESOURCES.init(Resources::new());
-    let builder = Client::builder(shogun, credentials, tcp, dns, resources, rng);
-    Ok(CLIENT.init(builder.mbedtls(https).build()))
+    Ok(CLIENT.init(Client::new(shogun, credentials, https, resources, rng)))
 }
 
 /// Its own task: a due token is refreshed here, so no caller ever waits for it.

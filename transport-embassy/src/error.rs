@@ -70,7 +70,7 @@ impl core::error::Error for Error {}
 
 /// What one exchange on the wire could not do.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Fault {
+pub enum Fault {
     /// The network failed, classified.
     Net(TransportError),
     /// The answer did not fit a buffer.

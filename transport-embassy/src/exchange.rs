@@ -23,7 +23,7 @@ pub(crate) struct Outgoing<'r> {
 
 /// What one exchange produced; the kept headers and the body are in the caller's buffer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Exchanged {
+pub struct Exchanged {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<core::time::Duration>,
     /// Bytes of kept headers at the start of the body buffer.

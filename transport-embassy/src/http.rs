@@ -1,4 +1,4 @@
-//! One HTTP exchange on a new connection (plain or embedded-tls), bounded by a timeout, with
+//! One plain HTTP exchange, on a kept connection or a new one, bounded by a timeout, with
 //! every failure classified; and the downstream request and response types.
 
 use core::fmt;
@@ -179,24 +179,8 @@ pub(crate) struct Wire<'a, T, D> {
     pub(crate) keep: Keep,
 }
 
-/// What TLS a connection needs: the CA, a fresh seed and the record buffers.
-#[cfg(feature = "tls")]
-pub(crate) struct TlsConn<'a> {
-    pub(crate) ca: &'a [u8],
-    pub(crate) seed: u64,
-    pub(crate) read: &'a mut [u8],
-    pub(crate) write: &'a mut [u8],
-}
-
-/// No TLS without the feature: a connection is always plain.
-#[cfg(not(feature = "tls"))]
-pub(crate) enum TlsConn<'a> {
-    #[allow(dead_code)]
-    Never(core::convert::Infallible, core::marker::PhantomData<&'a ()>),
-}
-
 /// One request on the wire.
-pub(crate) struct Outgoing<'r> {
+pub struct Outgoing<'r> {
     pub(crate) method: Method,
     pub(crate) url: &'r str,
     pub(crate) headers: &'r [(&'r str, &'r str)],
@@ -216,7 +200,6 @@ pub(crate) struct Outgoing<'r> {
 pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: usize>(
     wire: &Wire<'k, T, D>,
     kept: &Mutex<M, RefCell<Pool<T::Connection<'k>, N>>>,
-    tls: Option<TlsConn<'_>>,
     out: Outgoing<'_>,
     rx: &mut [u8],
     into: &mut [u8],
@@ -232,94 +215,69 @@ pub(crate) async fn exchange<'k, T: TcpConnect, D: Dns, M: RawMutex, const N: us
             body: out.body,
         };
         let mut reached = Reached::default();
-        match tls {
-            None => {
-                let now = embassy_time::Instant::now();
-                let taken = kept
-                    .lock(|p| p.borrow_mut().take(&to, now))
-                    .and_then(still_open);
-                if let Some(mut conn) = taken {
-                    let sent = over(
-                        &mut conn,
-                        false,
-                        &wired,
-                        rx,
-                        into,
-                        keep_headers,
-                        wire.wall_now,
-                        &mut reached,
-                    )
-                    .await;
-                    match sent {
-                        Ok(mut x) => {
-                            x.connection.reused = true;
-                            keep(kept, wire.keep, &to, conn, &x);
-                            return Ok(x);
-                        }
-                        Err(Fault::Net(e)) if e.stage == Stage::Io && !reached.answered => {
-                            drop(conn);
-                            if !safe {
-                                return Err(Fault::Net(DEAD_NOT_RESENT));
-                            }
-                            diag!(
-                                debug,
-                                "tessera: a kept connection was closed by the server; sending again on a new one"
-                            );
-                        }
-                        // Closed (dropped): never kept after a failure.
-                        Err(e) => return Err(e),
-                    }
+        let now = embassy_time::Instant::now();
+        let taken = kept
+            .lock(|p| p.borrow_mut().take(&to, now))
+            .and_then(still_open);
+        if let Some(mut conn) = taken {
+            let sent = over(
+                &mut conn,
+                false,
+                &wired,
+                rx,
+                into,
+                keep_headers,
+                wire.wall_now,
+                &mut reached,
+            )
+            .await;
+            match sent {
+                Ok(mut x) => {
+                    x.connection.reused = true;
+                    keep(kept, wire.keep, &to, conn, &x);
+                    return Ok(x);
                 }
-                let mut conn = match connect(wire.tcp, wire.dns, &to).await {
-                    Ok(conn) => conn,
-                    // The stack's sockets may all be kept for other origins (embassy-net's
-                    // TcpClient has a fixed pool): they go, and the connect is tried again.
-                    Err(e)
-                        if e.stage == Stage::Connect && kept.lock(|p| !p.borrow().is_empty()) =>
-                    {
-                        kept.lock(|p| p.borrow_mut().clear());
-                        diag!(debug, "tessera: could not connect with connections kept: closed them, trying again");
-                        connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?
+                Err(Fault::Net(e)) if e.stage == Stage::Io && !reached.answered => {
+                    drop(conn);
+                    if !safe {
+                        return Err(Fault::Net(DEAD_NOT_RESENT));
                     }
-                    Err(e) => return Err(Fault::Net(e)),
-                };
-                let x = over(
-                    &mut conn,
-                    false,
-                    &wired,
-                    rx,
-                    into,
-                    keep_headers,
-                    wire.wall_now,
-                    &mut reached,
-                )
-                .await?;
-                keep(kept, wire.keep, &to, conn, &x);
-                Ok(x)
+                    diag!(
+                        debug,
+                        "tessera: a kept connection was closed by the server; sending again on a new one"
+                    );
+                }
+                // Closed (dropped): never kept after a failure.
+                Err(e) => return Err(e),
             }
-            #[cfg(feature = "tls")]
-            Some(t) => {
-                let conn = connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?;
-                let mut session =
-                    crate::tls::open(conn, crate::connect::server_name(&to), t).await?;
-                let result = over(
-                    &mut session,
-                    true,
-                    &wired,
-                    rx,
-                    into,
-                    keep_headers,
-                    wire.wall_now,
-                    &mut reached,
-                )
-                .await;
-                // close_notify; the answer is in already, so a failure here changes nothing.
-                let _ = session.close().await;
-                result
-            }
-            #[cfg(not(feature = "tls"))]
-            Some(TlsConn::Never(never, _)) => match never {},
         }
+        let mut conn = match connect(wire.tcp, wire.dns, &to).await {
+            Ok(conn) => conn,
+            // The stack's sockets may all be kept for other origins (embassy-net's
+            // TcpClient has a fixed pool): they go, and the connect is tried again.
+            Err(e) if e.stage == Stage::Connect && kept.lock(|p| !p.borrow().is_empty()) => {
+                kept.lock(|p| p.borrow_mut().clear());
+                diag!(
+                    debug,
+                    "tessera: could not connect with connections kept: closed them, trying again"
+                );
+                connect(wire.tcp, wire.dns, &to).await.map_err(Fault::Net)?
+            }
+            Err(e) => return Err(Fault::Net(e)),
+        };
+        let x = over(
+            &mut conn,
+            false,
+            &wired,
+            rx,
+            into,
+            keep_headers,
+            wire.wall_now,
+            &mut reached,
+        )
+        .await?;
+        keep(kept, wire.keep, &to, conn, &x);
+        Ok(x)
     };
     match with_timeout(wire.timeout, work).await {
         Ok(r) => r,

@@ -3,8 +3,17 @@
 //! An async Tessera client for embassy firmware: the `tessera-core` [`Session`] driven on any
 //! embedded-nal-async `TcpConnect` + `Dns` (embassy-net's `TcpClient` and `DnsSocket` on a
 //! board, `std-embedded-nal-async` on a desktop), with `embassy_time` for timeouts and
-//! sleeps. No heap: every buffer is in one [`Resources`] value (for the token) or a call's
-//! [`CallBuffers`].
+//! sleeps. No heap (except MbedTLS's own): every buffer the client needs is in one
+//! [`Resources`] value, and each call's response is read into the caller's [`CallBuffers`].
+//!
+//! **One connector, one call.** The client's [`Connector`] type is its TLS choice and holds
+//! the network stack and the kept connections: [`Plain`] (loopback, or a LAN sandbox the
+//! settings allow), `EmbeddedTls` (feature `tls`) or `Mbedtls` (feature `mbedtls`).
+//! [`Client::call`] is the only call for every method and scheme; a backend whose feature is
+//! off cannot be named, so a missing TLS backend is a compile error. The connector resolves
+//! and connects to the host the core parsed, and uses that host for SNI and the
+//! certificate's host check. A [`Plain`] client refuses an `https://` URL (stage `tls`)
+//! before sending anything.
 //!
 //! **HTTP/1.1, exactly.** Every connection (plain, embedded-tls, MbedTLS) runs one exchange
 //! framed by the core's codec ([`tessera_core::http1`]: heads read by httparse, bodies by
@@ -13,7 +22,8 @@
 //! resolved and connected to; `localhost` is loopback without a DNS question.
 //!
 //! **A payment costs no handshake.** After an answer whose framing left no doubt, the
-//! connection is kept for the next request to its origin (plain HTTP and MbedTLS; up to
+//! connection is kept for the next request to its origin (plain HTTP, embedded-tls and
+//! MbedTLS; up to
 //! [`Settings::kept_connections`] (default [`KEPT_CONNECTIONS`], 2), each
 //! [`Settings::kept_for`] (30 s) or less if the server's `Keep-Alive: timeout=` says so,
 //! closed on any error or doubt; [`Client::close_connections`] closes them). Token requests
@@ -49,11 +59,13 @@
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 //! use static_cell::StaticCell;
 //! use tessera_embassy::core::{Credentials, OAuth2};
-//! use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources};
+//! use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Plain, Resources};
 //! # type TcpClient = std_embedded_nal_async::Stack;
 //! # type DnsSocket = std_embedded_nal_async::Stack;
-//! // On a board: embassy-net's TcpClient and DnsSocket.
-//! type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, TcpClient, DnsSocket>;
+//! // On a board: embassy-net's TcpClient and DnsSocket. `Plain`: a loopback sandbox here;
+//! // `Mbedtls` (feature `mbedtls`) or `EmbeddedTls` (feature `tls`) for HTTPS.
+//! type Net = Plain<'static, TcpClient, DnsSocket>;
+//! type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, Net>;
 //!
 //! static RESOURCES: StaticCell<Resources> = StaticCell::new();
 //! static CLIENT: StaticCell<Tessera> = StaticCell::new();
@@ -66,7 +78,7 @@
 //!     let idp = OAuth2::new("http://127.0.0.1:8080/oauth2/token");
 //!     let credentials = Credentials::new("terminal-7", "s3cr3t").unwrap();
 //!     let resources = RESOURCES.init(Resources::new());
-//!     CLIENT.init(Client::new(idp, credentials, tcp, dns, resources, rng))
+//!     CLIENT.init(Client::new(idp, credentials, Plain::new(tcp, dns), resources, rng))
 //! }
 //!
 //! // Its own task (`#[embassy_executor::task]`): callers never wait for a refresh.
@@ -97,15 +109,12 @@
 //! the sealing and every refusal. `examples/esp32c3` keeps it in RTC fast memory across
 //! deep sleep; `examples/rp2040-pico-w` in a flash sector, restored after SNTP.
 //!
-//! With feature `tls` the token URL and calls are HTTPS: `Client::builder(…).tls(Tls::new(CA,
-//! rng, tls_buffers)).build()` and `Client::call_tls` (`examples/terminal.rs`).
-//!
 //! ## TLS (feature `tls`)
 //!
-//! HTTPS through embedded-tls, verifying the server against the CA certificate
-//! the application gives; there is no "verify nothing" mode, and an `https://` URL with no
-//! TLS configured is refused (never sent in plain HTTP). What embedded-tls (0.18, as
-//! as this crate drives it) checks, and what it does not:
+//! HTTPS through embedded-tls: the connector `EmbeddedTls::new(tcp, dns, ca, rng)`, verifying
+//! the server against the CA certificate the application gives; there is no "verify
+//! nothing" mode, and an `https://` URL is never sent in plain HTTP. What embedded-tls
+//! (0.18, as this crate drives it) checks, and what it does not:
 //! - **checks**: the certificate chain's signatures up to the given CA, and the server
 //!   name (SNI is sent) against the certificate's *common name*; subjectAltNames are not
 //!   consulted, so the server's certificate must carry its host name as its CN;
@@ -116,14 +125,18 @@
 //!   certificate passes), revocation (no OCSP or CRL), and certificates over 4 KiB;
 //! - each connection's randomness comes from a 64-bit seed (ChaCha8 seeded with a `u64`);
 //!   Tessera draws a fresh one from your RNG for every connection;
-//! - **connections are not kept and sessions not resumed**: each request is a new
-//!   connection and a full handshake (its record buffers are the call's own, so a
-//!   connection cannot outlive the call).
+//! - **connections are kept, sessions are not resumed** (embedded-tls 0.18 has no session
+//!   resumption): a request on a kept connection costs no handshake, a new connection a
+//!   full one. Each open connection (in use or kept) owns one of the two record slots in
+//!   [`Resources`] (65 KiB with this feature): two connections at once; an exchange that
+//!   finds no free slot closes the kept ones, or waits on a signal for one in use. A slot
+//!   is taken and given back under a critical section held for that alone (never across
+//!   I/O) and wiped when its connection closes, also when the future is dropped.
 //!
 //! ## TLS (feature `mbedtls`)
 //!
-//! HTTPS through MbedTLS (mbedtls-rs): `Client::builder(…).mbedtls(Mbedtls::with_roots(
-//! tls.reference(), roots)).build()`, then `Client::call` for `https://` too. TLS 1.2 and 1.3, RSA and ECDSA
+//! HTTPS through MbedTLS (mbedtls-rs): the connector `Mbedtls::new(tcp, dns,
+//! tls.reference(), roots)`. TLS 1.2 and 1.3, RSA and ECDSA
 //! chains (up to 8 intermediates, 16 KiB of certificates), the URL's host matched against the certificate's
 //! subjectAltName (wildcards too), a bundle of roots; validity dates against a wall clock
 //! with `mbedtls-dates` (without it, dates are not checked). It needs a heap (about 40 KiB
@@ -150,17 +163,18 @@
 //!
 //! ## Features
 //!
-//! `tls` and `mbedtls` (above; both may be enabled, a client uses the one its builder was
-//! given, `mbedtls` when given both), `mbedtls-dates` (certificate dates), `defmt` and `log`
-//! (diagnostics; secrets and tokens are never logged).
+//! `tls` and `mbedtls` (above; both may be enabled, each client uses the connector it was
+//! given), `mbedtls-dates` (certificate dates), `defmt` and `log` (diagnostics; secrets and
+//! tokens are never logged).
 //!
 //! [`Session`]: tessera_core::Session
 
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// `unsafe` in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`), and `Send` for
-// kept MbedTLS sessions (`mbedtls`; the reasoning is at each).
+// `unsafe` in the crate: installing MbedTLS's wall-clock hook (`mbedtls-dates`), `Send` for
+// kept MbedTLS sessions (`mbedtls`), and lending embedded-tls's record slots of `Resources`
+// to one connection at a time (`tls`, in `tls.rs`). The reasoning is at each.
 #![deny(unsafe_code)]
 
 /// A diagnostic line to `defmt` and/or `log`, as enabled; nothing otherwise. Arguments are
@@ -176,6 +190,7 @@ macro_rules! diag {
 
 mod client;
 mod connect;
+mod connector;
 mod error;
 mod exchange;
 mod http;
@@ -186,11 +201,14 @@ mod resources;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use client::{Builder, Client, EmbassyClock, Settings, Token, KEPT_CONNECTIONS};
+pub use client::{Builder, Client, EmbassyClock, Settings, Token};
+pub use connector::{Connector, Plain, KEPT_CONNECTIONS};
 pub use error::Error;
 pub use http::{ApiRequest, ApiResponse, MAX_EXTRA_HEADERS};
 pub use kept::{Connection, Handshake, WireStats};
+#[cfg(feature = "mbedtls")]
+pub use mbedtls::Mbedtls;
 pub use resources::{snapshot_capacity, CallBuffers, Resources};
 pub use tessera_core as core;
 #[cfg(feature = "tls")]
-pub use tls::{Tls, TlsBuffers};
+pub use tls::{EmbeddedTls, RECORD_BUFFER};

@@ -11,12 +11,23 @@
 /// - `HEADERS`: the token response's head as it is read; 1 KiB is ample.
 /// - `BODY`: the token response's body (Setu's is 1.3 KB; an OAuth 2.0 response is the
 ///   token plus about 200 bytes).
-/// - `URL`: no longer used (the token URL is written into `REQUEST`); kept in the type so
-///   existing `Resources<…>` spellings still compile. `0` saves its bytes.
 /// - `REFRESH`: the longest refresh token kept (most client-credentials grants have none).
 ///
 /// The fetch buffers belong to whichever task runs the token request; they are wiped when
 /// it ends, also when its future is dropped.
+///
+/// With feature `tls`, it also holds embedded-tls's record buffers: two slots of two
+/// `RECORD_BUFFER`-byte (16,640) buffers (65 KiB), one per open TLS connection, in use or
+/// kept (a token fetch and a call, or two calls, or two kept connections; a TLS exchange
+/// that finds none free closes the kept ones, or waits for one on a signal). A slot is
+/// taken and given back under a critical section held for that only, belongs to one
+/// connection while it is open, and is wiped when it closes, also when a future is
+/// dropped. MbedTLS's records are on its heap instead; plain HTTP needs none.
+///
+/// The buffers of each downstream call's response stay the caller's ([`CallBuffers`]): a
+/// call's [`ApiResponse`](crate::ApiResponse) borrows them for as long as the caller reads
+/// it, so concurrent calls would otherwise wait for each other's readers, not just for the
+/// network.
 ///
 /// ```
 /// use tessera_embassy::Resources;
@@ -31,23 +42,28 @@ pub struct Resources<
     const REQUEST: usize = 1024,
     const HEADERS: usize = 1024,
     const BODY: usize = 4096,
-    const URL: usize = 256,
     const REFRESH: usize = 1024,
 > {
     pub(crate) request: [u8; REQUEST],
     pub(crate) headers: [u8; HEADERS],
     pub(crate) body: [u8; BODY],
-    pub(crate) url: [u8; URL],
+    #[cfg(feature = "tls")]
+    records: [[u8; crate::RECORD_BUFFER]; 2 * RECORD_SLOTS],
+    #[cfg(feature = "tls")]
+    home: crate::tls::RecordHome,
 }
+
+/// How many embedded-tls connections can be open at once (feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) const RECORD_SLOTS: usize = 2;
 
 impl<
         const TOKEN: usize,
         const REQUEST: usize,
         const HEADERS: usize,
         const BODY: usize,
-        const URL: usize,
         const REFRESH: usize,
-    > Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>
+    > Resources<TOKEN, REQUEST, HEADERS, BODY, REFRESH>
 {
     /// Zeroed buffers.
     pub const fn new() -> Self {
@@ -55,7 +71,10 @@ impl<
             request: [0; REQUEST],
             headers: [0; HEADERS],
             body: [0; BODY],
-            url: [0; URL],
+            #[cfg(feature = "tls")]
+            records: [[0; crate::RECORD_BUFFER]; 2 * RECORD_SLOTS],
+            #[cfg(feature = "tls")]
+            home: crate::tls::RecordHome::new(),
         }
     }
 
@@ -68,19 +87,38 @@ impl<
     /// assert_eq!(<Resources>::SNAPSHOT_CAPACITY, 3494);
     /// static KEPT: [u8; <Resources>::SNAPSHOT_CAPACITY] = [0; <Resources>::SNAPSHOT_CAPACITY];
     /// // A 1 KiB token, no refresh token:
-    /// assert_eq!(Resources::<1024, 1024, 1024, 2048, 256, 0>::SNAPSHOT_CAPACITY, 1446);
+    /// assert_eq!(Resources::<1024, 1024, 1024, 2048, 0>::SNAPSHOT_CAPACITY, 1446);
     /// # let _ = &KEPT;
     /// ```
     pub const SNAPSHOT_CAPACITY: usize = snapshot_capacity(TOKEN, REFRESH);
 
-    pub(crate) fn split(&mut self) -> FetchBuffers<'_> {
-        FetchBuffers {
-            request: &mut self.request,
-            headers: &mut self.headers,
-            body: &mut self.body,
-            url: &mut self.url,
-            #[cfg(feature = "tls")]
-            tls: None,
+    pub(crate) fn split(&mut self) -> (FetchBuffers<'_>, Records<'_>) {
+        #[cfg(feature = "tls")]
+        {
+            let Resources {
+                request,
+                headers,
+                body,
+                records,
+                home,
+            } = self;
+            let home: &crate::tls::RecordHome = home;
+            home.lend(records);
+            let fetch = FetchBuffers {
+                request,
+                headers,
+                body,
+            };
+            (fetch, home)
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let fetch = FetchBuffers {
+                request: &mut self.request,
+                headers: &mut self.headers,
+                body: &mut self.body,
+            };
+            (fetch, core::marker::PhantomData)
         }
     }
 }
@@ -90,9 +128,8 @@ impl<
         const REQUEST: usize,
         const HEADERS: usize,
         const BODY: usize,
-        const URL: usize,
         const REFRESH: usize,
-    > Default for Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>
+    > Default for Resources<TOKEN, REQUEST, HEADERS, BODY, REFRESH>
 {
     fn default() -> Self {
         Self::new()
@@ -134,34 +171,27 @@ pub(crate) struct FetchBuffers<'r> {
     pub(crate) request: &'r mut [u8],
     pub(crate) headers: &'r mut [u8],
     pub(crate) body: &'r mut [u8],
-    pub(crate) url: &'r mut [u8],
-    /// embedded-tls's record buffers for token requests.
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<(&'r mut [u8], &'r mut [u8])>,
 }
 
+/// embedded-tls's record slots, where the client's connector takes them (feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type Records<'r> = &'r crate::tls::RecordHome;
+
+/// No record slots without feature `tls`.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Records<'r> = core::marker::PhantomData<&'r ()>;
+
 impl FetchBuffers<'_> {
-    /// Zeroes every buffer: the request held the secret, the response a token, and the
-    /// URL scratch may hold a copied header.
+    /// Zeroes every buffer: the request held the secret, the response a token.
     pub(crate) fn wipe(&mut self) {
         self.request.fill(0);
         self.headers.fill(0);
         self.body.fill(0);
-        self.url.fill(0);
-        #[cfg(feature = "tls")]
-        if let Some((read, write)) = self.tls.as_mut() {
-            read.fill(0);
-            write.fill(0);
-        }
     }
 
     pub(crate) fn is_wiped(&self) -> bool {
         let zero = |b: &[u8]| b.iter().all(|&x| x == 0);
-        #[cfg(feature = "tls")]
-        let tls = self.tls.as_ref().is_none_or(|(r, w)| zero(r) && zero(w));
-        #[cfg(not(feature = "tls"))]
-        let tls = true;
-        zero(self.request) && zero(self.headers) && zero(self.body) && zero(self.url) && tls
+        zero(self.request) && zero(self.headers) && zero(self.body)
     }
 }
 

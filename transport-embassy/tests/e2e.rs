@@ -15,14 +15,20 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ProviderKind, Shogun, TokenInfo};
-use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Resources, Settings};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Error, Plain, Resources, Settings};
 use tessera_sandbox::scenarios::{self, Called, Failed, Harness, Info, ManualClock, TestClient};
 use tessera_sandbox::{Endpoint, Fault, Gate, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 mod common;
 use common::TestRng;
 
-type C = Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
+type C = Client<
+    'static,
+    CriticalSectionRawMutex,
+    AnyProvider<'static>,
+    Plain<'static, Stack, Stack>,
+    ManualClock,
+>;
 type Stop = Arc<Signal<CriticalSectionRawMutex, ()>>;
 
 fn leak(s: String) -> &'static str {
@@ -72,10 +78,16 @@ fn make_with(
     let clock = ManualClock::default();
     let creds = Credentials::new(CLIENT_ID, secret).unwrap();
     let client: &'static C = Box::leak(Box::new(
-        Client::builder(provider, creds, stack, stack, resources, &mut TestRng(7))
-            .settings(settings)
-            .clock(clock.clone())
-            .build(),
+        Client::builder(
+            provider,
+            creds,
+            Plain::new(stack, stack),
+            resources,
+            &mut TestRng(7),
+        )
+        .settings(settings)
+        .clock(clock.clone())
+        .build(),
     ));
     let stop: Stop = Arc::default();
     let s = Arc::clone(&stop);

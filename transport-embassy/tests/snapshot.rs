@@ -13,14 +13,20 @@ use std_embedded_nal_async::Stack;
 use tessera_core::session::{Config, Poll, Session};
 use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::{AnyProvider, Clock, Credentials, OAuth2, ProviderKind};
-use tessera_embassy::{snapshot_capacity, Client, Resources, Settings};
+use tessera_embassy::{snapshot_capacity, Client, Plain, Resources, Settings};
 use tessera_sandbox::scenarios::{self, ManualClock};
 use tessera_sandbox::{Endpoint, Fault, Gate, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 mod common;
 use common::TestRng;
 
-type C = Client<'static, CriticalSectionRawMutex, AnyProvider<'static>, Stack, Stack, ManualClock>;
+type C = Client<
+    'static,
+    CriticalSectionRawMutex,
+    AnyProvider<'static>,
+    Plain<'static, Stack, Stack>,
+    ManualClock,
+>;
 type Stop = Arc<Signal<CriticalSectionRawMutex, ()>>;
 
 /// 2023-11-14T22:13:20Z: the wall time of the first client's fetch, in Unix ms.
@@ -65,8 +71,7 @@ fn boot(sb: &Sandbox, kind: ProviderKind, secret: &str) -> Terminal {
         Client::builder(
             AnyProvider::new(kind, base),
             Credentials::new(CLIENT_ID, secret).unwrap(),
-            stack,
-            stack,
+            Plain::new(stack, stack),
             resources,
             &mut TestRng(11),
         )
@@ -458,7 +463,7 @@ fn snapshot_capacity_is_exactly_what_a_full_grant_takes() {
     let room = snapshot_capacity(64, 32);
     assert_eq!(
         room,
-        Resources::<64, 1024, 1024, 4096, 256, 32>::SNAPSHOT_CAPACITY
+        Resources::<64, 1024, 1024, 4096, 32>::SNAPSHOT_CAPACITY
     );
     let mut out = vec![0u8; room];
     let len = s

@@ -10,7 +10,7 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_nal_async::TcpConnect;
 use std_embedded_nal_async::Stack;
 use tessera_core::{AnyProvider, Credentials, ProviderKind};
-use tessera_embassy::{ApiRequest, CallBuffers, Client, Resources, Settings};
+use tessera_embassy::{ApiRequest, CallBuffers, Client, Plain, Resources, Settings};
 use tessera_sandbox::{Endpoint, Sandbox, CLIENT_ID, CLIENT_SECRET};
 
 mod common;
@@ -98,11 +98,10 @@ fn kept_connections_give_their_socket_to_another_origin() {
         ..Settings::default()
     };
     let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
-    let c: Client<'_, NoopRawMutex, _, _, _> = Client::builder(
+    let c: Client<'_, NoopRawMutex, _, _> = Client::builder(
         AnyProvider::new(kind, base),
         creds,
-        stack,
-        dns,
+        Plain::new(stack, dns),
         resources,
         &mut TestRng(3),
     )
@@ -153,11 +152,10 @@ fn keeping_can_be_turned_off() {
         ..Settings::default()
     };
     let creds = Credentials::new(CLIENT_ID, CLIENT_SECRET).unwrap();
-    let c: Client<'_, NoopRawMutex, _, _, _> = Client::builder(
+    let c: Client<'_, NoopRawMutex, _, _> = Client::builder(
         AnyProvider::new(kind, base),
         creds,
-        stack,
-        dns,
+        Plain::new(stack, dns),
         resources,
         &mut TestRng(3),
     )

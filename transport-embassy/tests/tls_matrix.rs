@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use mbedtls_common::{client, roots};
 use tessera_core::{ErrorKind, ProviderKind, Stage};
-use tessera_embassy::mbedtls::{use_wall_clock, MbedtlsBuffers, WallClock};
+use tessera_embassy::mbedtls::{use_wall_clock, WallClock};
 use tessera_embassy::{ApiRequest, CallBuffers};
 use tessera_sandbox::pki::{matrix, Case, Expect, HOST};
 use tessera_sandbox::{Endpoint, Sandbox};
@@ -96,14 +96,8 @@ fn downstream_calls_go_over_mbedtls_with_call() {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.header("X-Request-Id").is_some(), "{r:?}");
-        // The older spelling still works, its extra buffer unused.
-        let mut tx: Box<MbedtlsBuffers> = Box::default();
-        let r = c
-            .call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
-            .await
-            .unwrap();
+        let r = c.call(ApiRequest::get(&url), &mut buffers).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert!(tx.is_wiped());
     });
     assert!(buffers_wiped_after(c));
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
@@ -178,13 +172,11 @@ fn calls_keep_the_connection_and_resume_the_session() {
         let call = || {
             async_io::block_on(async {
                 let mut buffers: Box<CallBuffers> = Box::default();
-                let mut tx: Box<MbedtlsBuffers> = Box::default();
                 let r = c
-                    .call_mbedtls(ApiRequest::get(&url), &mut buffers, &mut tx)
+                    .call(ApiRequest::get(&url), &mut buffers)
                     .await
                     .unwrap_or_else(|e| panic!("{versions:?}: {e}"));
                 assert_eq!(r.status(), 200);
-                assert!(tx.is_wiped());
                 r.connection()
             })
         };

@@ -76,7 +76,8 @@ pub enum SetupError {
 }
 
 /// The client the terminal uses: any provider, over the board's TCP and DNS.
-pub type Tessera<'r, T, D> = Client<'r, CriticalSectionRawMutex, AnyProvider<'r>, T, D>;
+pub type Tessera<'r, T, D> =
+    Client<'r, CriticalSectionRawMutex, AnyProvider<'r>, Mbedtls<'r, T, D>>;
 
 /// The wall clock MbedTLS checks certificate dates against (set by [`WallClock::set`]'s
 /// callers here: [`pay`] from a `Date`, the board from its RTC or SNTP).
@@ -148,13 +149,11 @@ pub fn build<'r, T: TcpConnect, D: Dns>(
     Ok(Client::builder(
         AnyProvider::new(config.provider, config.token_url),
         credentials,
-        tcp,
-        dns,
+        Mbedtls::new(tcp, dns, tls.0, tls.1),
         resources,
         rng,
     )
     .settings(settings)
-    .mbedtls(Mbedtls::with_roots(tls.0, tls.1))
     .build())
 }
 

@@ -3,13 +3,12 @@
 
 use super::*;
 
-impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, C, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
     C: Clock,
 {
     /// Reports token `id` rejected by a downstream API (a 401): dropped if it is still the
@@ -29,57 +28,19 @@ where
     /// rejected, a new one is fetched once and the call is sent once more.
     ///
     /// An `http://` URL whose host is not loopback is refused before connecting unless
-    /// the settings allow insecure HTTP. An `https://` one goes through MbedTLS when the
-    /// client has it (`Builder::mbedtls`, feature `mbedtls`: nothing more to give); with
-    /// embedded-tls only (feature `tls`) it needs `Client::call_tls` and its record buffers.
+    /// the settings allow insecure HTTP. An `https://` one goes through the client's
+    /// connector: `Mbedtls` or `EmbeddedTls` (a [`Plain`](crate::Plain) client refuses it,
+    /// stage `tls`, before sending anything).
+    ///
+    /// `buffers` stay the caller's (a task's local, or a `StaticCell`): the response
+    /// borrows them while it is read, and concurrent calls never wait for each other's.
     pub async fn call<'b, const HEAD: usize, const BODY: usize>(
         &self,
         request: ApiRequest<'_>,
         buffers: &'b mut CallBuffers<HEAD, BODY>,
     ) -> Result<ApiResponse<'b>, Error> {
         let CallBuffers { head, body } = buffers;
-        self.call_in(request, head, body, None).await
-    }
-
-    /// [`Client::call`] over HTTPS too, with `tls` as this call's own record buffers (so
-    /// concurrent calls and token fetches never wait for each other).
-    #[cfg(feature = "tls")]
-    pub async fn call_tls<
-        'b,
-        const HEAD: usize,
-        const BODY: usize,
-        const R: usize,
-        const W: usize,
-    >(
-        &self,
-        request: ApiRequest<'_>,
-        buffers: &'b mut CallBuffers<HEAD, BODY>,
-        tls: &mut TlsBuffers<R, W>,
-    ) -> Result<ApiResponse<'b>, Error> {
-        let CallBuffers { head, body } = buffers;
-        self.call_in(request, head, body, Some(tls.split())).await
-    }
-
-    /// [`Client::call`]: `https://` goes through MbedTLS there already. `mbedtls` is no
-    /// longer used (see [`MbedtlsBuffers`]); kept so existing callers compile.
-    #[cfg(feature = "mbedtls")]
-    pub async fn call_mbedtls<'b, const HEAD: usize, const BODY: usize, const TX: usize>(
-        &self,
-        request: ApiRequest<'_>,
-        buffers: &'b mut CallBuffers<HEAD, BODY>,
-        mbedtls: &mut MbedtlsBuffers<TX>,
-    ) -> Result<ApiResponse<'b>, Error> {
-        let _ = mbedtls;
-        self.call(request, buffers).await
-    }
-
-    pub(super) async fn call_in<'b>(
-        &self,
-        request: ApiRequest<'_>,
-        head: &mut [u8],
-        body: &'b mut [u8],
-        tls: Option<(&mut [u8], &mut [u8])>,
-    ) -> Result<ApiResponse<'b>, Error> {
+        let body: &'b mut [u8] = body;
         check_url(request.url, self.allow_insecure_http).map_err(Error::Core)?;
         if request.headers.len() > MAX_EXTRA_HEADERS {
             return Err(Error::Core(tessera_core::Error::Capacity {
@@ -87,16 +48,6 @@ where
                 needed: request.headers.len(),
                 capacity: MAX_EXTRA_HEADERS,
             }));
-        }
-        let https = is_https(request.url);
-        // The record buffers held this call's plaintext, token included.
-        let mut tls = tls.map(|(r, w)| (Wipe(r), Wipe(w)));
-        #[cfg(feature = "mbedtls")]
-        let mbedtls = self.mbedtls.is_some();
-        #[cfg(not(feature = "mbedtls"))]
-        let mbedtls = false;
-        if https && !mbedtls && (tls.is_none() || !self.has_tls()) {
-            return Err(Error::Transport(NO_TLS));
         }
         // Sent again on a new connection if a kept one is found closed: only when repeating
         // it is harmless (issue: a payment never reaches the API twice without its key).
@@ -130,22 +81,10 @@ where
                 headers: &list,
                 body: request.body.map_or(&[][..], |(_, b)| b),
             };
-            // The label is only broken out of with the `mbedtls` feature.
-            #[allow(unused_labels)]
-            let sent = 'sent: {
-                // MbedTLS: in the call's own buffers (its records are on MbedTLS's heap).
-                #[cfg(feature = "mbedtls")]
-                if let (true, Some(m)) = (https, self.mbedtls.as_ref()) {
-                    break 'sent m.exchange(&self.wire(), out, rx, body, true, safe).await;
-                }
-                let record = tls.as_mut().map(|(r, w)| (&mut *r.0, &mut *w.0));
-                let conn = match https {
-                    false => None,
-                    true => self.tls_conn(record),
-                };
-                exchange(&self.wire(), &self.kept, conn, out, rx, body, true, safe).await
-            };
-            let x = sent.map_err(Error::from)?;
+            let x = self
+                .send(out, rx, body, true, safe)
+                .await
+                .map_err(Error::from)?;
             self.with(|s| s.stats.count(x.connection));
             match rule.after(x.status) {
                 AfterCall::Done => break x,
@@ -159,7 +98,6 @@ where
             }
         };
         drop(head);
-        drop(tls);
         let body: &'b [u8] = body;
         let (kept, rest) = body.split_at(done.kept.min(body.len()));
         Ok(ApiResponse::new(
@@ -168,17 +106,6 @@ where
             kept,
             rest.get(..done.body_len).unwrap_or_default(),
         ))
-    }
-
-    pub(super) fn has_tls(&self) -> bool {
-        #[cfg(feature = "mbedtls")]
-        if self.mbedtls.is_some() {
-            return true;
-        }
-        #[cfg(feature = "tls")]
-        return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        false
     }
 
     /// Asks Shogun's validate endpoint about the current token, into `info`. It is a

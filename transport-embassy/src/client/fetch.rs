@@ -3,13 +3,12 @@
 
 use super::*;
 
-impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, C, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
     C: Clock,
 {
     /// Copies a fresh bearer token into `out` and says which it is.
@@ -148,7 +147,7 @@ where
 
     /// Runs the token request `held` has the ticket and buffers for, hands the answer to
     /// the session, and (through `held`'s drop) wipes and returns the buffers.
-    pub(super) async fn run_fetch(&self, mut held: Held<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>) {
+    pub(super) async fn run_fetch(&self, mut held: Held<'_, 'r, M, P, N, C, TOKEN, REFRESH>) {
         let (Some(ticket), Some(bufs)) = (held.ticket.as_ref(), held.bufs.as_mut()) else {
             return;
         };
@@ -202,9 +201,6 @@ where
             request,
             headers,
             body,
-            #[cfg(feature = "tls")]
-            tls,
-            ..
         } = bufs;
         let request: &[u8] = request;
         let req = layout.request(request);
@@ -222,31 +218,6 @@ where
         }
         // At most three: Accept, Content-Type, Authorization.
         let list: heapless::Vec<(&str, &str), 3> = req.headers().collect();
-        #[cfg(feature = "mbedtls")]
-        if let (true, Some(m)) = (is_https(url), self.mbedtls.as_ref()) {
-            let out = Outgoing {
-                method: layout.method,
-                url,
-                headers: &list,
-                body: req.body,
-            };
-            return m
-                .token_exchange(&self.wire(), out, headers, body)
-                .await
-                .map_err(|f| match f {
-                    Fault::Net(e) => Cause::Transport(e),
-                    Fault::Local(e) => Cause::Local(e),
-                });
-        }
-        #[cfg(feature = "tls")]
-        let record = tls.as_mut().map(|(r, w)| (&mut **r, &mut **w));
-        #[cfg(not(feature = "tls"))]
-        let record = None;
-        let conn = match (is_https(url), self.tls_conn(record)) {
-            (false, _) => None,
-            (true, Some(conn)) => Some(conn),
-            (true, None) => return Err(Cause::Transport(NO_TLS)),
-        };
         let out = Outgoing {
             method: layout.method,
             url,
@@ -257,44 +228,12 @@ where
         // connection is found closed: the server may have taken it before the connection
         // died (a refusal counts towards a lockout), so it fails as `io` and the session's
         // backoff (with the cached token still served) decides the next attempt.
-        exchange(
-            &self.wire(),
-            &self.kept,
-            conn,
-            out,
-            headers,
-            body,
-            false,
-            false,
-        )
-        .await
-        .map_err(|f| match f {
-            Fault::Net(e) => Cause::Transport(e),
-            Fault::Local(e) => Cause::Local(e),
-        })
-    }
-
-    #[cfg(feature = "tls")]
-    pub(super) fn tls_conn<'a>(
-        &'a self,
-        buffers: Option<(&'a mut [u8], &'a mut [u8])>,
-    ) -> Option<TlsConn<'a>> {
-        let shared = self.tls.as_ref()?;
-        let (read, write) = buffers?;
-        Some(TlsConn {
-            ca: shared.ca,
-            seed: shared.seed(),
-            read,
-            write,
-        })
-    }
-
-    #[cfg(not(feature = "tls"))]
-    pub(super) fn tls_conn<'a>(
-        &'a self,
-        _: Option<(&'a mut [u8], &'a mut [u8])>,
-    ) -> Option<TlsConn<'a>> {
-        None
+        self.send(out, headers, body, false, false)
+            .await
+            .map_err(|f| match f {
+                Fault::Net(e) => Cause::Transport(e),
+                Fault::Local(e) => Cause::Local(e),
+            })
     }
 }
 
@@ -306,13 +245,12 @@ pub(super) struct Held<
     'r,
     M: RawMutex,
     P: Provider,
-    T: TcpConnect + 'r,
-    D,
+    N: Connector<'r>,
     C,
     const TOKEN: usize,
     const REFRESH: usize,
 > {
-    client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+    client: &'c Client<'r, M, P, N, C, TOKEN, REFRESH>,
     ticket: Option<Ticket>,
     bufs: Option<FetchBuffers<'r>>,
 }
@@ -322,15 +260,14 @@ impl<
         'r,
         M: RawMutex,
         P: Provider,
-        T: TcpConnect + 'r,
-        D,
+        N: Connector<'r>,
         C,
         const TOKEN: usize,
         const REFRESH: usize,
-    > Held<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+    > Held<'c, 'r, M, P, N, C, TOKEN, REFRESH>
 {
     pub(super) fn new(
-        client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+        client: &'c Client<'r, M, P, N, C, TOKEN, REFRESH>,
         ticket: Ticket,
         bufs: FetchBuffers<'r>,
     ) -> Self {
@@ -346,12 +283,11 @@ impl<
         'r,
         M: RawMutex,
         P: Provider,
-        T: TcpConnect + 'r,
-        D,
+        N: Connector<'r>,
         C,
         const TOKEN: usize,
         const REFRESH: usize,
-    > Drop for Held<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>
+    > Drop for Held<'_, 'r, M, P, N, C, TOKEN, REFRESH>
 {
     fn drop(&mut self) {
         if let Some(bufs) = self.bufs.as_mut() {

@@ -12,27 +12,22 @@ use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::{Duration, Timer};
-use embedded_nal_async::{Dns, TcpConnect};
 use tessera_core::session::{
     Cause, Completion, Config, Failure, Poll, Restored, Session, Step, Ticket,
 };
 use tessera_core::snapshot::{Key, SnapshotError, WallTime};
 use tessera_core::transport::{check_url, AfterCall, Downstream};
+
+use crate::connector::{Connector, Policy, KEPT_CONNECTIONS};
 use tessera_core::{
-    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Layout, Provider, Stage, TokenId,
+    bearer_header, Bearer, Clock, Credentials, Grant, Instant, Layout, Provider, TokenId,
     TransportError,
 };
 
 use crate::error::{Error, Fault};
-use crate::http::{
-    exchange, ApiRequest, ApiResponse, Exchanged, Outgoing, TlsConn, Wire, MAX_EXTRA_HEADERS,
-};
-use crate::kept::{Keep, Pool, WireStats};
-#[cfg(feature = "mbedtls")]
-use crate::mbedtls::{Mbedtls, MbedtlsBuffers, Shared as MbedtlsShared};
-use crate::resources::{CallBuffers, FetchBuffers, Resources, Wipe};
-#[cfg(feature = "tls")]
-use crate::tls::{Tls, TlsBuffers};
+use crate::http::{ApiRequest, ApiResponse, Exchanged, Outgoing, MAX_EXTRA_HEADERS};
+use crate::kept::{Keep, WireStats};
+use crate::resources::{CallBuffers, FetchBuffers, Records, Resources, Wipe};
 
 mod call;
 mod fetch;
@@ -109,20 +104,9 @@ impl fmt::Debug for Token<'_> {
     }
 }
 
-/// How many plain-HTTP connections a client keeps (token host and API host are often two
-/// origins). Each is one socket of the network stack's pool while it is kept.
-pub const KEPT_CONNECTIONS: usize = 2;
-
 /// How many distinct tasks can wait for a fetch without extra wake-ups. More waiters are
 /// still woken (all of them, once more), never lost.
 const WAITERS: usize = 8;
-
-/// A downstream `https://` URL, or a token URL, with no TLS to speak it: refused, because
-/// plain HTTP would otherwise be spoken to the HTTPS port.
-const NO_TLS: TransportError = TransportError::new(
-    Stage::Tls,
-    "https:// needs a TLS backend (`mbedtls` or `tls`) and its settings",
-);
 
 struct RefresherSlot {
     /// A `refresher()` future is running.
@@ -157,79 +141,57 @@ struct Shared<'r, P, const TOKEN: usize, const REFRESH: usize> {
     stats: WireStats,
 }
 
-#[cfg(feature = "tls")]
-struct TlsShared<'r, M: RawMutex> {
-    ca: &'r [u8],
-    rng: Mutex<M, RefCell<&'r mut (dyn rand_core::RngCore + Send)>>,
-}
-
-#[cfg(feature = "tls")]
-impl<M: RawMutex> TlsShared<'_, M> {
-    fn seed(&self) -> u64 {
-        self.rng.lock(|r| r.borrow_mut().next_u64())
-    }
-}
-
 /// An async token client for one provider, shared by tasks through `&Client`.
 ///
 /// - `M`: the raw mutex guarding the session (`CriticalSectionRawMutex` when tasks run on
 ///   several executors or interrupt priorities, `NoopRawMutex` on one executor). It is
 ///   held only while the session decides (microseconds), never across network I/O.
-/// - `P`: the provider; `T` + `D`: the network stack (embassy-net's `TcpClient` and
-///   `DnsSocket`); `C`: the lifecycle's clock ([`EmbassyClock`]; tests inject a manual one).
+/// - `P`: the provider; `N`: the [`Connector`] — the network stack (embassy-net's
+///   `TcpClient` and `DnsSocket`) and the TLS backend: [`Plain`](crate::Plain),
+///   `EmbeddedTls` (feature `tls`) or `Mbedtls` (feature `mbedtls`); `C`: the lifecycle's
+///   clock ([`EmbassyClock`]; tests inject a manual one).
 /// - `TOKEN`, `REFRESH`: the session's capacities, from the [`Resources`] given.
 pub struct Client<
     'r,
     M: RawMutex,
     P,
-    T: TcpConnect + 'r,
-    D,
+    N: Connector<'r>,
     C = EmbassyClock,
     const TOKEN: usize = 2048,
     const REFRESH: usize = 1024,
 > {
     shared: Mutex<M, RefCell<Shared<'r, P, TOKEN, REFRESH>>>,
-    tcp: &'r T,
-    dns: &'r D,
+    connector: N,
     clock: C,
     timeout: Duration,
     keep: Keep,
     allow_insecure_http: bool,
-    #[cfg(feature = "tls")]
-    tls: Option<TlsShared<'r, M>>,
-    #[cfg(feature = "mbedtls")]
-    mbedtls: Option<MbedtlsShared<'r, M, T>>,
-    /// Plain-HTTP connections kept for the next request to their origin.
-    kept: Mutex<M, RefCell<Pool<T::Connection<'r>, KEPT_CONNECTIONS>>>,
+    /// embedded-tls's record slots, in the resources (feature `tls`; nothing otherwise).
+    records: Records<'r>,
 }
 
-/// The optional parts of a [`Client`]: settings, clock, TLS. From [`Client::builder`].
-pub struct Builder<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize> {
+/// The optional parts of a [`Client`]: settings, clock. From [`Client::builder`].
+pub struct Builder<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize> {
     mutex: PhantomData<M>,
     provider: P,
     credentials: Credentials,
-    tcp: &'r T,
-    dns: &'r D,
+    connector: N,
     fetch: FetchBuffers<'r>,
+    records: Records<'r>,
     seed: u64,
     settings: Settings,
     clock: C,
-    #[cfg(feature = "tls")]
-    tls: Option<Tls<'r>>,
-    #[cfg(feature = "mbedtls")]
-    mbedtls: Option<Mbedtls<'r>>,
 }
 
 impl<
         'r,
         M: RawMutex,
         P: Provider,
-        T: TcpConnect + 'r,
-        D,
+        N: Connector<'r>,
         C: Clock,
         const TOKEN: usize,
         const REFRESH: usize,
-    > Builder<'r, M, P, T, D, C, TOKEN, REFRESH>
+    > Builder<'r, M, P, N, C, TOKEN, REFRESH>
 {
     /// Lifecycle settings and the network timeout.
     pub fn settings(mut self, settings: Settings) -> Self {
@@ -238,53 +200,22 @@ impl<
     }
 
     /// Another clock for the lifecycle (tests inject a manual one).
-    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<'r, M, P, T, D, C2, TOKEN, REFRESH> {
+    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<'r, M, P, N, C2, TOKEN, REFRESH> {
         Builder {
             mutex: PhantomData,
             provider: self.provider,
             credentials: self.credentials,
-            tcp: self.tcp,
-            dns: self.dns,
+            connector: self.connector,
             fetch: self.fetch,
+            records: self.records,
             seed: self.seed,
             settings: self.settings,
             clock,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-            #[cfg(feature = "mbedtls")]
-            mbedtls: self.mbedtls,
         }
     }
 
-    /// HTTPS: token requests and calls verified against `tls`'s CA (see the crate docs).
-    #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: Tls<'r>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// HTTPS through MbedTLS: token requests and calls (through
-    /// [`Client::call_mbedtls`]) verified against `mbedtls`'s roots, the host checked against
-    /// the certificate's subjectAltName (see [`crate::mbedtls`]). Takes precedence over
-    /// `.tls(…)` when both are given.
-    #[cfg(feature = "mbedtls")]
-    pub fn mbedtls(mut self, mbedtls: Mbedtls<'r>) -> Self {
-        self.mbedtls = Some(mbedtls);
-        self
-    }
-
     /// The client.
-    pub fn build(self) -> Client<'r, M, P, T, D, C, TOKEN, REFRESH> {
-        #[allow(unused_mut)]
-        let mut fetch = self.fetch;
-        #[cfg(feature = "tls")]
-        let tls = self.tls.map(|t| {
-            fetch.tls = Some(t.buffers);
-            TlsShared {
-                ca: t.ca,
-                rng: Mutex::new(RefCell::new(t.rng)),
-            }
-        });
+    pub fn build(self) -> Client<'r, M, P, N, C, TOKEN, REFRESH> {
         Client {
             shared: Mutex::new(RefCell::new(Shared {
                 session: Session::new(
@@ -293,7 +224,7 @@ impl<
                     self.settings.session,
                     self.seed,
                 ),
-                fetch: Some(fetch),
+                fetch: Some(self.fetch),
                 generation: 0,
                 stored: 0,
                 waiters: MultiWakerRegistration::new(),
@@ -306,8 +237,7 @@ impl<
                     waker: WakerRegistration::new(),
                 },
             })),
-            tcp: self.tcp,
-            dns: self.dns,
+            connector: self.connector,
             clock: self.clock,
             timeout: self.settings.timeout,
             keep: Keep {
@@ -315,65 +245,51 @@ impl<
                 idle: core::time::Duration::from_millis(self.settings.kept_for.as_millis()),
             },
             allow_insecure_http: self.settings.session.allow_insecure_http,
-            #[cfg(feature = "tls")]
-            tls,
-            #[cfg(feature = "mbedtls")]
-            mbedtls: self.mbedtls.map(MbedtlsShared::new),
-            kept: Mutex::new(RefCell::new(Pool::new())),
+            records: self.records,
         }
     }
 }
 
-impl<'r, M, P, T, D, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH>
+impl<'r, M, P, N, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, EmbassyClock, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
 {
-    /// A client for `provider` with `credentials` on the network stack `tcp` + `dns`, with
-    /// its buffers in `resources` and the default [`Settings`]. The jitter seed is drawn
-    /// from `rng` (the chip's RNG).
-    pub fn new<const REQUEST: usize, const HEADERS: usize, const BODY: usize, const URL: usize>(
+    /// A client for `provider` with `credentials`, reaching servers through `connector`
+    /// ([`Plain`](crate::Plain), `EmbeddedTls` or `Mbedtls`), with its buffers in
+    /// `resources` and the default [`Settings`]. The jitter seed is drawn from `rng` (the
+    /// chip's RNG).
+    pub fn new<const REQUEST: usize, const HEADERS: usize, const BODY: usize>(
         provider: P,
         credentials: Credentials,
-        tcp: &'r T,
-        dns: &'r D,
-        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        connector: N,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, REFRESH>,
         rng: &mut (impl rand_core::RngCore + ?Sized),
     ) -> Self {
-        Self::builder(provider, credentials, tcp, dns, resources, rng).build()
+        Self::builder(provider, credentials, connector, resources, rng).build()
     }
 
-    /// [`Client::new`] with options: `.settings(…)`, `.clock(…)`, `.tls(…)`, then `.build()`.
-    pub fn builder<
-        const REQUEST: usize,
-        const HEADERS: usize,
-        const BODY: usize,
-        const URL: usize,
-    >(
+    /// [`Client::new`] with options: `.settings(…)`, `.clock(…)`, then `.build()`.
+    pub fn builder<const REQUEST: usize, const HEADERS: usize, const BODY: usize>(
         provider: P,
         credentials: Credentials,
-        tcp: &'r T,
-        dns: &'r D,
-        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, URL, REFRESH>,
+        connector: N,
+        resources: &'r mut Resources<TOKEN, REQUEST, HEADERS, BODY, REFRESH>,
         rng: &mut (impl rand_core::RngCore + ?Sized),
-    ) -> Builder<'r, M, P, T, D, EmbassyClock, TOKEN, REFRESH> {
+    ) -> Builder<'r, M, P, N, EmbassyClock, TOKEN, REFRESH> {
+        let (fetch, records) = resources.split();
         Builder {
             mutex: PhantomData,
             provider,
             credentials,
-            tcp,
-            dns,
-            fetch: resources.split(),
+            connector,
+            fetch,
+            records,
             seed: rng.next_u64(),
             settings: Settings::default(),
             clock: EmbassyClock,
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "mbedtls")]
-            mbedtls: None,
         }
     }
 }
@@ -396,27 +312,47 @@ enum Chore<'r> {
     Nudge,
 }
 
-impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, C, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
     C: Clock,
 {
     fn with<R>(&self, f: impl FnOnce(&mut Shared<'r, P, TOKEN, REFRESH>) -> R) -> R {
         self.shared.lock(|cell| f(&mut cell.borrow_mut()))
     }
 
-    fn wire(&self) -> Wire<'r, T, D> {
-        Wire {
-            tcp: self.tcp,
-            dns: self.dns,
+    fn policy(&self) -> Policy {
+        Policy {
             timeout: self.timeout,
             wall_now: self.wall_now(),
             keep: self.keep,
         }
+    }
+
+    /// One exchange through the connector (embedded-tls takes a record slot of the
+    /// resources for each TLS connection).
+    async fn send(
+        &self,
+        out: Outgoing<'_>,
+        rx: &mut [u8],
+        into: &mut [u8],
+        keep_headers: bool,
+        safe: bool,
+    ) -> Result<Exchanged, Fault> {
+        self.connector
+            .exchange(
+                self.policy(),
+                self.records,
+                out,
+                rx,
+                into,
+                keep_headers,
+                safe,
+            )
+            .await
     }
 
     /// Connections this client opened and reused, and the TLS handshakes they cost, over
@@ -429,11 +365,7 @@ where
     /// Closes every kept connection now (before a deep sleep or a network change; they
     /// would otherwise be closed when they idle out or are found dead).
     pub fn close_connections(&self) {
-        self.kept.lock(|p| p.borrow_mut().clear());
-        #[cfg(feature = "mbedtls")]
-        if let Some(m) = self.mbedtls.as_ref() {
-            m.forget();
-        }
+        self.connector.close_all();
     }
 
     /// Sets the wall clock (Unix seconds now, from SNTP or an RTC): a `Retry-After` sent as
@@ -508,6 +440,14 @@ where
     pub fn fetch_buffers_wiped(&self) -> Option<bool> {
         self.with(|s| s.fetch.as_ref().map(FetchBuffers::is_wiped))
     }
+
+    /// Whether every TLS record slot is home and all zero (feature `tls`): for tests.
+    /// `None` while a connection holds one.
+    #[cfg(feature = "tls")]
+    #[doc(hidden)]
+    pub fn tls_records_wiped(&self) -> Option<bool> {
+        self.records.wiped()
+    }
 }
 
 fn last_transport<P: Provider, const TOKEN: usize, const REFRESH: usize>(
@@ -520,9 +460,4 @@ fn utf8(bytes: Option<&[u8]>) -> &str {
     bytes
         .and_then(|b| core::str::from_utf8(b).ok())
         .unwrap_or_default()
-}
-
-fn is_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }

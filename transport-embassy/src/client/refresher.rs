@@ -2,13 +2,12 @@
 
 use super::*;
 
-impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, C, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
     C: Clock,
 {
     /// Keeps the token fresh: run it in its own task; it never returns. While a token is
@@ -80,13 +79,12 @@ pub(super) struct Running<
     'r,
     M: RawMutex,
     P: Provider,
-    T: TcpConnect + 'r,
-    D,
+    N: Connector<'r>,
     C,
     const TOKEN: usize,
     const REFRESH: usize,
 > {
-    client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>,
+    client: &'c Client<'r, M, P, N, C, TOKEN, REFRESH>,
 }
 
 impl<
@@ -94,14 +92,13 @@ impl<
         'r,
         M: RawMutex,
         P: Provider,
-        T: TcpConnect + 'r,
-        D,
+        N: Connector<'r>,
         C,
         const TOKEN: usize,
         const REFRESH: usize,
-    > Running<'c, 'r, M, P, T, D, C, TOKEN, REFRESH>
+    > Running<'c, 'r, M, P, N, C, TOKEN, REFRESH>
 {
-    pub(super) fn start(client: &'c Client<'r, M, P, T, D, C, TOKEN, REFRESH>) -> Self {
+    pub(super) fn start(client: &'c Client<'r, M, P, N, C, TOKEN, REFRESH>) -> Self {
         client
             .shared
             .lock(|cell| cell.borrow_mut().refresher.running = true);
@@ -113,12 +110,11 @@ impl<
         'r,
         M: RawMutex,
         P: Provider,
-        T: TcpConnect + 'r,
-        D,
+        N: Connector<'r>,
         C,
         const TOKEN: usize,
         const REFRESH: usize,
-    > Drop for Running<'_, 'r, M, P, T, D, C, TOKEN, REFRESH>
+    > Drop for Running<'_, 'r, M, P, N, C, TOKEN, REFRESH>
 {
     fn drop(&mut self) {
         self.client.shared.lock(|cell| {

@@ -2,13 +2,12 @@
 
 use super::*;
 
-impl<'r, M, P, T, D, C, const TOKEN: usize, const REFRESH: usize>
-    Client<'r, M, P, T, D, C, TOKEN, REFRESH>
+impl<'r, M, P, N, C, const TOKEN: usize, const REFRESH: usize>
+    Client<'r, M, P, N, C, TOKEN, REFRESH>
 where
     M: RawMutex,
     P: Provider,
-    T: TcpConnect,
-    D: Dns,
+    N: Connector<'r>,
     C: Clock,
 {
     /// Seals the cached token into `out` (a [snapshot](tessera_core::snapshot)), to
@@ -29,9 +28,9 @@ where
     /// use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
     /// use tessera_embassy::core::snapshot::{Key, SnapshotError, WallTime};
     /// use tessera_embassy::core::OAuth2;
-    /// use tessera_embassy::{Client, Resources};
+    /// use tessera_embassy::{Client, Plain, Resources};
     /// # type Stack = std_embedded_nal_async::Stack;
-    /// type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, Stack, Stack>;
+    /// type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, Plain<'static, Stack, Stack>>;
     ///
     /// /// Room for a snapshot of the default `Resources`' token.
     /// const ROOM: usize = <Resources>::SNAPSHOT_CAPACITY;

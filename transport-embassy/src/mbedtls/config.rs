@@ -1,70 +1,69 @@
-//! What an application gives the client for MbedTLS: the program's `Tls` and the roots.
+//! The MbedTLS connector: the network stack, the program's `Tls` and the roots.
 
 use core::fmt;
 
+use embedded_nal_async::{Dns, TcpConnect};
 use mbedtls_rs::TlsReference;
 
 use super::roots::Roots;
+use super::session::Shared;
+use crate::connector::{is_https, sealed, Plain, Policy};
+use crate::error::Fault;
+use crate::http::{Exchanged, Outgoing};
+use crate::resources::Records;
 
-/// No longer needed: the server name and the request are written in the token fetch's
-/// and each call's own buffers ([`Resources`](crate::Resources),
-/// [`CallBuffers`](crate::CallBuffers)), and MbedTLS's record buffers are on its heap. Kept
-/// so [`Mbedtls::new`] and [`Client::call_mbedtls`](crate::Client::call_mbedtls) still
-/// compile; use [`Mbedtls::with_roots`] and [`Client::call`](crate::Client::call).
-pub struct MbedtlsBuffers<const TX: usize = 1024> {
-    pub(crate) tx: [u8; TX],
+/// HTTPS through MbedTLS over the network stack `tcp` + `dns`: the connector of a
+/// [`Client`](crate::Client) whose `https://` requests (token and calls) are verified
+/// against `roots`, the host checked against the certificate's subjectAltName (see the
+/// [module](crate::mbedtls) docs). Plain `http://` goes through the same stack, kept as
+/// with [`Plain`]. TLS connections are kept per origin and TLS 1.2 sessions resumed.
+pub struct Mbedtls<'r, T: TcpConnect + 'r, D> {
+    plain: Plain<'r, T, D>,
+    tls: Shared<'r, T>,
 }
 
-impl<const TX: usize> MbedtlsBuffers<TX> {
-    /// A zeroed buffer.
-    pub const fn new() -> Self {
-        MbedtlsBuffers { tx: [0; TX] }
+impl<'r, T: TcpConnect + 'r, D: Dns> Mbedtls<'r, T, D> {
+    /// HTTPS over `tcp` + `dns`, sessions made on `tls` (`Tls::reference()`), servers
+    /// verified against `roots`.
+    pub fn new(tcp: &'r T, dns: &'r D, tls: TlsReference<'r>, roots: Roots<'r>) -> Self {
+        Mbedtls {
+            plain: Plain::new(tcp, dns),
+            tls: Shared::new(tls, roots),
+        }
     }
 }
 
-impl<const TX: usize> MbedtlsBuffers<TX> {
-    /// Whether the buffer is all zero (nothing it held is left): for tests.
-    #[doc(hidden)]
-    pub fn is_wiped(&self) -> bool {
-        self.tx.iter().all(|&b| b == 0)
+impl<'r, T: TcpConnect + 'r, D: Dns> sealed::Exchange<'r> for Mbedtls<'r, T, D> {
+    async fn exchange(
+        &self,
+        policy: Policy,
+        _records: Records<'r>,
+        out: Outgoing<'_>,
+        rx: &mut [u8],
+        into: &mut [u8],
+        keep_headers: bool,
+        safe: bool,
+    ) -> Result<Exchanged, Fault> {
+        if !is_https(out.url) {
+            return self
+                .plain
+                .plain(policy, out, rx, into, keep_headers, safe)
+                .await;
+        }
+        let wire = self.plain.wire(policy);
+        self.tls
+            .exchange(&wire, out, rx, into, keep_headers, safe)
+            .await
+    }
+
+    fn close_all(&self) {
+        sealed::Exchange::close_all(&self.plain);
+        self.tls.forget();
     }
 }
 
-impl<const TX: usize> Default for MbedtlsBuffers<TX> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// HTTPS through MbedTLS for a [`Client`](crate::Client): the program's `mbedtls_rs::Tls`
-/// (by reference) and the roots. Give it to [`Builder::mbedtls`](crate::Builder::mbedtls);
-/// then [`Client::call`](crate::Client::call) speaks `https://` through it.
-pub struct Mbedtls<'r> {
-    pub(crate) tls: TlsReference<'r>,
-    pub(crate) roots: Roots<'r>,
-}
-
-impl<'r> Mbedtls<'r> {
-    /// Servers verified against `roots`, sessions made on `tls` (`Tls::reference()`).
-    pub fn with_roots(tls: TlsReference<'r>, roots: Roots<'r>) -> Self {
-        Mbedtls { tls, roots }
-    }
-
-    /// [`Mbedtls::with_roots`]; `buffers` is no longer used (see [`MbedtlsBuffers`]).
-    pub fn new<const TX: usize>(
-        tls: TlsReference<'r>,
-        roots: Roots<'r>,
-        buffers: &'r mut MbedtlsBuffers<TX>,
-    ) -> Self {
-        let _ = buffers;
-        Self::with_roots(tls, roots)
-    }
-}
-
-impl fmt::Debug for Mbedtls<'_> {
+impl<T: TcpConnect, D> fmt::Debug for Mbedtls<'_, T, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mbedtls")
-            .field("roots", &self.roots)
-            .finish_non_exhaustive()
+        f.debug_struct("Mbedtls").finish_non_exhaustive()
     }
 }

@@ -57,7 +57,8 @@
 //! use tessera_embassy::{Client, Resources};
 //! # type TcpClient = std_embedded_nal_async::Stack;
 //! # type DnsSocket = std_embedded_nal_async::Stack;
-//! type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, TcpClient, DnsSocket>;
+//! type Https = Mbedtls<'static, TcpClient, DnsSocket>;
+//! type Tessera = Client<'static, CriticalSectionRawMutex, OAuth2<'static>, Https>;
 //!
 //! /// The roots: a PEM bundle, NUL-terminated (`concat!(include_str!("roots.pem"), "\0")`).
 //! # const ROOTS: &str = "\0";
@@ -79,10 +80,9 @@
 //!     let roots = Roots::new(pem).expect("every root parses");
 //!     let idp = OAuth2::new("https://idp.example/oauth2/token");
 //!     let credentials = Credentials::new("terminal-7", "s3cr3t").unwrap();
-//!     let https = Mbedtls::with_roots(tls.reference(), roots);
+//!     let https = Mbedtls::new(tcp, dns, tls.reference(), roots);
 //!     let resources = RESOURCES.init(Resources::new());
-//!     let builder = Client::builder(idp, credentials, tcp, dns, resources, rng);
-//!     CLIENT.init(builder.mbedtls(https).build())
+//!     CLIENT.init(Client::new(idp, credentials, https, resources, rng))
 //! }
 //! ```
 
@@ -96,9 +96,8 @@ mod session;
 
 #[cfg(feature = "mbedtls-dates")]
 pub use clock::{use_wall_clock, WallClock};
-pub use config::{Mbedtls, MbedtlsBuffers};
+pub use config::Mbedtls;
 /// The mbedtls-rs this backend is built on (make the program's `Tls` with it).
 pub use mbedtls_rs;
 pub use rng::Rng09;
 pub use roots::{Roots, RootsError};
-pub(crate) use session::Shared;

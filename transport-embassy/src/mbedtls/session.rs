@@ -4,7 +4,7 @@
 use core::cell::RefCell;
 use core::ffi::CStr;
 
-use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::with_timeout;
 use embedded_nal_async::{Dns, TcpConnect};
@@ -14,25 +14,27 @@ use mbedtls_rs::{
 use tessera_core::transport::Scheme;
 use tessera_core::{Stage, TransportError};
 
-use crate::client::KEPT_CONNECTIONS;
 use crate::connect::{connect, server_name, target};
+use crate::connector::KEPT_CONNECTIONS;
 use crate::error::{Fault, TIMED_OUT};
 use crate::exchange::{exchange as over, Exchanged, Outgoing as Wired, Reached};
 use crate::http::{Outgoing, Wire};
 use crate::kept::{Connection, Handshake, Pool};
 
-use super::config::Mbedtls;
 use super::failure::{handshake_failure, OUT_OF_MEMORY};
 use super::roots::Roots;
 
-/// origin, and per origin the last session's parameters for resumption.
-/// What the client keeps: the reference and roots, the token requests' buffer while no
-/// fetch holds it (one fetch at a time: the session's ticket), the sessions kept open per
-pub(crate) struct Shared<'r, M: RawMutex, T: TcpConnect + 'r> {
+/// What the MbedTLS connector keeps: the reference and roots, the sessions kept open per
+/// origin, and per origin the last session's parameters for resumption (each pool under a
+/// critical section held only to move one in or out, never across I/O).
+pub(crate) struct Shared<'r, T: TcpConnect + 'r> {
     tls: TlsReference<'r>,
     roots: Roots<'r>,
-    kept: Mutex<M, RefCell<Pool<Kept<'r, T::Connection<'r>>, KEPT_CONNECTIONS>>>,
-    saved: Mutex<M, RefCell<Pool<Saved, KEPT_CONNECTIONS>>>,
+    kept: Mutex<
+        CriticalSectionRawMutex,
+        RefCell<Pool<Kept<'r, T::Connection<'r>>, KEPT_CONNECTIONS>>,
+    >,
+    saved: Mutex<CriticalSectionRawMutex, RefCell<Pool<Saved, KEPT_CONNECTIONS>>>,
 }
 
 /// A session kept open in the pool.
@@ -61,11 +63,11 @@ unsafe impl Send for Saved {}
 /// and the new session replaces it.
 const SAVED_FOR: core::time::Duration = core::time::Duration::from_secs(12 * 3600);
 
-impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
-    pub(crate) fn new(m: Mbedtls<'r>) -> Self {
+impl<'r, T: TcpConnect + 'r> Shared<'r, T> {
+    pub(crate) fn new(tls: TlsReference<'r>, roots: Roots<'r>) -> Self {
         Shared {
-            tls: m.tls,
-            roots: m.roots,
+            tls,
+            roots,
             kept: Mutex::new(RefCell::new(Pool::new())),
             saved: Mutex::new(RefCell::new(Pool::new())),
         }
@@ -75,18 +77,6 @@ impl<'r, M: RawMutex, T: TcpConnect + 'r> Shared<'r, M, T> {
     pub(crate) fn forget(&self) {
         self.kept.lock(|k| k.borrow_mut().clear());
         self.saved.lock(|s| s.borrow_mut().clear());
-    }
-
-    /// A token request over MbedTLS.
-    pub(crate) async fn token_exchange<D: Dns>(
-        &self,
-        wire: &Wire<'r, T, D>,
-        out: Outgoing<'_>,
-        rx: &mut [u8],
-        into: &mut [u8],
-    ) -> Result<Exchanged, Fault> {
-        // A token request is a POST without a key: not sent again (see `Client::call`).
-        self.exchange(wire, out, rx, into, false, false).await
     }
 
     /// One exchange over MbedTLS: on a kept session for the origin when there is one (found

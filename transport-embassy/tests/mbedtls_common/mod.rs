@@ -50,7 +50,7 @@ impl Dns for LocalDns {
     }
 }
 
-pub type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Stack, LocalDns>;
+pub type C = Client<'static, NoopRawMutex, AnyProvider<'static>, Mbedtls<'static, Stack, LocalDns>>;
 
 /// Checked roots from a PEM bundle (kept for the program's life, as flash would).
 pub fn roots(pem: &str) -> Roots<'static> {
@@ -73,13 +73,11 @@ pub fn client(sb: &Sandbox, host: &str, roots: Roots<'static>) -> &'static C {
     let c = Client::builder(
         AnyProvider::new(ProviderKind::OAuth2, base),
         creds,
-        stack,
-        &LocalDns,
+        Mbedtls::new(stack, &LocalDns, tls(), roots),
         resources,
         &mut rand_core::OsRng.unwrap_err(),
     )
     .settings(settings)
-    .mbedtls(Mbedtls::with_roots(tls(), roots))
     .build();
     Box::leak(Box::new(c))
 }

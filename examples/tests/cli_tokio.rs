@@ -11,9 +11,18 @@ mod common;
 
 /// Runs `tessera token <args> --transport <transport>` with `secret`: (exit code, stdout).
 fn token(args: &[&str], transport: &str, secret: &str) -> (i32, String) {
+    token_env(args, transport, secret, &[])
+}
+
+/// [`token`] with more environment variables.
+fn token_env(args: &[&str], transport: &str, secret: &str, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = common::tessera_command();
     cmd.arg("token").args(args).args(["--transport", transport]);
     cmd.env("TESSERA_CLIENT_SECRET", secret);
+    cmd.env_remove("TESSERA_STORE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -146,6 +155,12 @@ fn a_cache_or_a_store_is_shared_by_std_and_tokio_runs() {
     assert_eq!(code, 0, "{line}");
     assert!(line.contains(r#""cached":false"#), "{line}");
     let (code, line) = token(&args, "std", CLIENT_SECRET);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":true"#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);
+    // TESSERA_STORE (a password kept out of the argument list) serves --transport tokio too.
+    let args = ["oauth2", "--token-url", &url, "--client-id", CLIENT_ID];
+    let (code, line) = token_env(&args, "tokio", CLIENT_SECRET, &[("TESSERA_STORE", &store)]);
     assert_eq!(code, 0, "{line}");
     assert!(line.contains(r#""cached":true"#), "{line}");
     assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);

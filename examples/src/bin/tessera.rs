@@ -272,6 +272,8 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
         None | Some("std") => {}
         Some("embassy") => return token_embassy(&provider, client_id, &target, &args),
         Some("tokio") => {
+            let mut target = target;
+            store_from_env(&mut target);
             let secret = read_secret().map_err(Usage)?;
             let credentials =
                 Credentials::new(client_id, &secret).map_err(|e| Usage(e.to_string()))?;
@@ -287,14 +289,8 @@ fn token(rest: &[String]) -> Result<ExitCode, Usage> {
             )))
         }
     }
-    // The Redis URL may carry a password: TESSERA_STORE keeps it out of the argument list
-    // (which any user of the machine can read). --store and --cache take precedence.
     let mut target = target;
-    if target.store.is_none() && target.cache.is_none() {
-        target.store = std::env::var("TESSERA_STORE")
-            .ok()
-            .filter(|s| !s.is_empty());
-    }
+    store_from_env(&mut target);
     let options = tessera_std::Options {
         // One fetch and exit: nothing to refresh in the background.
         refresh_in_background: false,
@@ -477,6 +473,17 @@ fn call_embassy(
     Err(Usage(
         "--transport embassy needs a build with `--features embassy` (and a C toolchain)".into(),
     ))
+}
+
+/// The Redis URL may carry a password: `TESSERA_STORE` keeps it out of the argument list
+/// (which any user of the machine can read). `--store` and `--cache` take precedence. For
+/// the host transports (std, tokio), which share the store's records.
+fn store_from_env(target: &mut Target) {
+    if target.store.is_none() && target.cache.is_none() {
+        target.store = std::env::var("TESSERA_STORE")
+            .ok()
+            .filter(|s| !s.is_empty());
+    }
 }
 
 /// `token` with tessera-embassy and MbedTLS (`--transport embassy`).

@@ -235,3 +235,57 @@ fn call_keeps_one_connection_and_sends_the_key_as_std_does() {
         assert_eq!(shape(a), shape(b), "{a} vs {b}");
     }
 }
+
+#[test]
+fn a_rediss_store_with_a_password_is_checked_against_ca_and_shared_with_std() {
+    let sb = Sandbox::start().unwrap();
+    let password = "redis-pw-5c1e07";
+    let redis = tessera_sandbox::RedisServer::start_tls_with_password(password);
+    let other = tessera_sandbox::RedisServer::start_tls();
+    let dir = std::env::temp_dir().join(format!("tessera-cli-tokio-rediss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, wrong_ca) = (dir.join("redis-ca.pem"), dir.join("other-ca.pem"));
+    std::fs::write(&ca, redis.ca_pem()).unwrap();
+    std::fs::write(&wrong_ca, other.ca_pem()).unwrap();
+    let store = redis
+        .tls_url()
+        .replacen("rediss://", &format!("rediss://:{password}@"), 1);
+    let url = sb.base_url(ProviderKind::OAuth2);
+    let run = |transport: &str, ca: &std::path::Path| {
+        let args = [
+            "oauth2",
+            "--token-url",
+            &url,
+            "--client-id",
+            CLIENT_ID,
+            "--allow-insecure-http",
+            "--ca",
+            ca.to_str().unwrap(),
+        ];
+        // --ca is for the store's TLS here (the sandbox speaks plain HTTP on loopback).
+        token_env(
+            &args,
+            transport,
+            CLIENT_SECRET,
+            &[("TESSERA_STORE", &store)],
+        )
+    };
+    let (code, line) = run("tokio", &ca);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":false"#), "{line}");
+    let (_, line) = run("std", &ca);
+    assert!(
+        line.contains(r#""cached":true"#),
+        "std restores tokio's token: {line}"
+    );
+    let (_, line) = run("tokio", &ca);
+    assert!(line.contains(r#""cached":true"#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 1);
+    // A server the --ca roots do not vouch for: the store is refused, the token fetched alone.
+    let (code, line) = run("tokio", &wrong_ca);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(r#""cached":false"#), "{line}");
+    assert_eq!(sb.count(Endpoint::Token(ProviderKind::OAuth2)), 2);
+    assert!(!line.contains(password));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

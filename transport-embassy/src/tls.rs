@@ -103,7 +103,11 @@ impl RecordHome {
             })
         })
         .await;
-        Lease { raw, home: self }
+        Lease {
+            raw,
+            home: self,
+            lent: false,
+        }
     }
 
     /// Wakes the tasks waiting for a slot (a connection was just kept: they may evict it).
@@ -138,18 +142,24 @@ impl RecordHome {
 struct Lease<'r> {
     raw: RawSlot,
     home: &'r RecordHome,
+    /// The buffers were handed out (to this lease's one session): never twice.
+    lent: bool,
 }
 
 impl<'r> Lease<'r> {
-    /// The slot's buffers, for the one connection that holds this lease.
+    /// The slot's buffers, for the one connection that holds this lease; empty if asked
+    /// again (they are handed out once).
     fn buffers(&mut self) -> (&'r mut [u8], &'r mut [u8]) {
+        if core::mem::replace(&mut self.lent, true) {
+            return (&mut [], &mut []);
+        }
         #[allow(unsafe_code)]
         // SAFETY: the pointers are to two distinct `RECORD_BUFFER`-byte arrays of the
         // `Resources` the client borrows mutably for `'r`, and this lease is their only
-        // handle (taken from the free list under its lock). `buffers` is called once per
-        // lease, by `open`, which gives them to the one session that owns the lease
-        // alongside (`Tls`); the session is dropped before the lease (field order), and
-        // the lease touches them again (to wipe) only in its drop, after the session's.
+        // handle (taken from the free list under its lock). They are handed out once per
+        // lease (`lent`), by `open`, to the one session that owns the lease alongside
+        // (`Tls`); the session is dropped before the lease (field order), and the lease
+        // touches them again (to wipe) only in its drop, after the session's.
         unsafe {
             (
                 core::slice::from_raw_parts_mut(self.raw.read.as_ptr(), RECORD_BUFFER),

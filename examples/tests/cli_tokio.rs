@@ -289,3 +289,57 @@ fn a_rediss_store_with_a_password_is_checked_against_ca_and_shared_with_std() {
     assert!(!line.contains(password));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn four_blocking_and_four_async_processes_started_together_make_one_request() {
+    let sb = Sandbox::start().unwrap();
+    // Each token request takes a while, so all eight processes ask while it is in flight.
+    sb.inject(
+        Endpoint::Token(ProviderKind::OAuth2),
+        tessera_sandbox::Fault::Delay(std::time::Duration::from_millis(300)),
+        1,
+    );
+    let redis = tessera_sandbox::RedisServer::start();
+    let url = sb.base_url(ProviderKind::OAuth2);
+    let store = redis.url();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let transport = if i % 2 == 0 { "std" } else { "tokio" };
+            let mut cmd = common::tessera_command();
+            cmd.args([
+                "token",
+                "oauth2",
+                "--token-url",
+                &url,
+                "--client-id",
+                CLIENT_ID,
+            ])
+            .args(["--store", &store, "--show-token", "--transport", transport])
+            .env("TESSERA_CLIENT_SECRET", CLIENT_SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            let line = String::from_utf8(out.stdout).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(v["ok"], true, "{line}");
+            v["access_token"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] == w[1]),
+        "one token for the fleet"
+    );
+    assert_eq!(
+        sb.count(Endpoint::Token(ProviderKind::OAuth2)),
+        1,
+        "8 processes, blocking and async, one upstream request"
+    );
+}

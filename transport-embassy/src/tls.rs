@@ -71,9 +71,11 @@ impl RecordHome {
                 if let [read, write] = pair {
                     read.fill(0);
                     write.fill(0);
+                    // From the whole array, not its first byte: the pointer's provenance
+                    // must cover all `RECORD_BUFFER` bytes that `buffers` and the wipe reach.
                     let _ = f.slots.push(RawSlot {
-                        read: NonNull::from(&mut read[0]),
-                        write: NonNull::from(&mut write[0]),
+                        read: NonNull::from(read).cast::<u8>(),
+                        write: NonNull::from(write).cast::<u8>(),
                     });
                 }
             }

@@ -705,6 +705,91 @@ pub mod fleet {
     /// Room for a sealed refusal record.
     pub const REFUSAL_CAPACITY: usize = 128;
 
+    /// What a process that ran the fleet's fetch leaves in the store for the others.
+    #[derive(Debug)]
+    pub enum Share {
+        /// A new token: its sealed snapshot, kept for the token's life; `id` is the session's
+        /// id of that token (to discard exactly this record if an API rejects it).
+        Token {
+            /// The sealed snapshot.
+            sealed: Vec<u8>,
+            /// How long the store may keep it.
+            life: Duration,
+            /// The token it holds.
+            id: tessera_core::TokenId,
+        },
+        /// The credential was refused: the sealed refusal, lapsing after `ttl` (`None`: the
+        /// session's `refusal_retry` is zero, it never lapses).
+        Refusal {
+            /// The sealed refusal record.
+            sealed: Vec<u8>,
+            /// How long the store may keep it.
+            ttl: Option<Duration>,
+        },
+        /// Nothing to share (a transient failure, a stale or given-back fetch, no wall
+        /// clock to seal against).
+        Nothing,
+    }
+
+    /// What to share after a fetch that ended in `completion`, read from `session` (under
+    /// the caller's lock) at `now` against the wall clock `wall`, sealed with `key`. Both
+    /// host clients call this and only do the store's I/O with the answer.
+    pub fn share<P: tessera_core::Provider, const TOKEN: usize, const REFRESH: usize>(
+        session: &tessera_core::Session<P, TOKEN, REFRESH>,
+        completion: &tessera_core::session::Completion,
+        now: tessera_core::Instant,
+        wall: Option<tessera_core::snapshot::WallTime>,
+        key: tessera_core::snapshot::Key<'_>,
+    ) -> Share {
+        use tessera_core::session::{Cause, Completion};
+        match completion {
+            Completion::Stored => {
+                let mut buf = zeroize::Zeroizing::new(vec![0u8; snapshot_capacity(TOKEN, REFRESH)]);
+                let sealed = wall.and_then(|wall| {
+                    session
+                        .snapshot(now, wall, key, &mut buf)
+                        .ok()
+                        .map(<[u8]>::to_vec)
+                });
+                let life = session
+                    .grant(now)
+                    .map(|g| Duration::from_secs(g.lifetime_s()));
+                match (sealed, life, session.token_id(now)) {
+                    (Some(sealed), Some(life), Some(id)) => Share::Token { sealed, life, id },
+                    _ => Share::Nothing,
+                }
+            }
+            Completion::Failed => {
+                let refused = session
+                    .failure()
+                    .filter(|f| f.kind() == tessera_core::ErrorKind::InvalidCredentials)
+                    .and_then(|f| match &f.cause {
+                        Cause::Response(r) => Some(r.status),
+                        _ => None,
+                    });
+                let period = session.config().refusal_retry;
+                let sealed = match (refused, wall) {
+                    (Some(status), Some(wall)) => {
+                        let mut buf = [0u8; REFUSAL_CAPACITY];
+                        session
+                            .seal_refusal(status, wall, key, &mut buf)
+                            .ok()
+                            .map(<[u8]>::to_vec)
+                    }
+                    _ => None,
+                };
+                match sealed {
+                    Some(sealed) => Share::Refusal {
+                        sealed,
+                        ttl: (!period.is_zero()).then_some(period),
+                    },
+                    None => Share::Nothing,
+                }
+            }
+            _ => Share::Nothing,
+        }
+    }
+
     /// The steps a client takes with its store before a fetch, as a machine both clients
     /// drive: tessera-std blocking, tessera-tokio awaiting. It decides; the client does the
     /// I/O (its store, its session) and reports back. So the fleet's rules, and every race

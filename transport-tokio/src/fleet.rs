@@ -10,10 +10,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tessera_core::session::{Cause, Completion, Refusal, Ticket};
+use tessera_core::session::{Completion, Refusal, Ticket};
 use tessera_core::snapshot::{Key, WallTime};
-use tessera_core::{ErrorKind, Provider, TokenId};
-use tessera_host::store::fleet::{self, lease_ttl, patience, snapshot_capacity, REFUSAL_CAPACITY};
+use tessera_core::{Provider, TokenId};
+use tessera_host::store::fleet::{self, lease_ttl, patience, Share};
 use tessera_host::Token;
 use zeroize::Zeroizing;
 
@@ -285,66 +285,16 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
             return;
         };
         let binding = held.binding.clone();
-        enum Share {
-            Token(Vec<u8>, std::time::Duration, TokenId),
-            Refusal(Vec<u8>, Option<std::time::Duration>),
-            Nothing,
-        }
-        let share = {
-            let now = self.inner.clock.now();
-            let session = self.lock();
-            match completion {
-                Completion::Stored => {
-                    let mut buf = Zeroizing::new(vec![0u8; snapshot_capacity(TOKEN, REFRESH)]);
-                    let sealed = self.wall().and_then(|wall| {
-                        session
-                            .snapshot(now, wall, self.store_key(), &mut buf)
-                            .ok()
-                            .map(<[u8]>::to_vec)
-                    });
-                    let life = session
-                        .grant(now)
-                        .map(|g| std::time::Duration::from_secs(g.lifetime_s()));
-                    match (sealed, life, session.token_id(now)) {
-                        (Some(s), Some(l), Some(id)) => Share::Token(s, l, id),
-                        _ => Share::Nothing,
-                    }
-                }
-                Completion::Failed => {
-                    let refused = session
-                        .failure()
-                        .filter(|f| f.kind() == ErrorKind::InvalidCredentials)
-                        .and_then(|f| match &f.cause {
-                            Cause::Response(r) => Some(r.status),
-                            _ => None,
-                        });
-                    let period = session.config().refusal_retry;
-                    let record = match (refused, self.wall()) {
-                        (Some(status), Some(wall)) => {
-                            let mut buf = [0u8; REFUSAL_CAPACITY];
-                            session
-                                .seal_refusal(status, wall, self.store_key(), &mut buf)
-                                .ok()
-                                .map(<[u8]>::to_vec)
-                        }
-                        _ => None,
-                    };
-                    match record {
-                        Some(r) => Share::Refusal(r, (!period.is_zero()).then_some(period)),
-                        None => Share::Nothing,
-                    }
-                }
-                Completion::Stale | Completion::Released => Share::Nothing,
-            }
-        };
+        let now = self.inner.clock.now();
+        let share = fleet::share(&self.lock(), completion, now, self.wall(), self.store_key());
         let result = async {
             match share {
-                Share::Token(sealed, life, id) => {
+                Share::Token { sealed, life, id } => {
                     store.save(&binding, &sealed, life).await?;
                     self.set_record(Some(Record { id, sealed }));
                 }
-                Share::Refusal(record, ttl) => {
-                    store.refuse(&binding, &record, ttl).await?;
+                Share::Refusal { sealed, ttl } => {
+                    store.refuse(&binding, &sealed, ttl).await?;
                     self.inner.refusal_shared.store(true, Ordering::Relaxed);
                 }
                 Share::Nothing => {}

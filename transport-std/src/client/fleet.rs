@@ -3,15 +3,13 @@
 //! the token (or the refusal) is stored for the others. See [`crate::store`].
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tessera_core::session::{Cause, Completion, Refusal, Ticket};
+use tessera_core::session::{Completion, Refusal, Ticket};
 use tessera_core::snapshot::{Key, WallTime};
-use tessera_core::{ErrorKind, Provider, TokenId};
-use zeroize::Zeroizing;
+use tessera_core::{Provider, TokenId};
 
 use super::Client;
-use tessera_host::store::fleet::{self, lease_ttl, patience, snapshot_capacity, REFUSAL_CAPACITY};
+use tessera_host::store::fleet::{self, lease_ttl, patience, Share};
 
 use crate::store::{Binding, Lease, StoreError, TokenStore};
 use crate::token::Token;
@@ -253,54 +251,17 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
         let Some(held) = held else { return };
         let result = (|| -> Result<(), StoreError> {
             let now = self.inner.clock.now();
-            let session = self.lock();
-            match completion {
-                Completion::Stored => {
-                    let size = snapshot_capacity(TOKEN, REFRESH);
-                    let mut buf = Zeroizing::new(vec![0u8; size]);
-                    let sealed = self.wall().and_then(|wall| {
-                        session
-                            .snapshot(now, wall, self.store_key(), &mut buf)
-                            .ok()
-                            .map(<[u8]>::to_vec)
-                    });
-                    let life = session
-                        .grant(now)
-                        .map(|g| Duration::from_secs(g.lifetime_s()));
-                    let id = session.token_id(now);
-                    drop(session);
-                    if let (Some(sealed), Some(life), Some(id)) = (sealed, life, id) {
-                        store.save(&held.binding, &sealed, life)?;
-                        self.set_record(Some(Record { id, sealed }));
-                    }
+            let share = fleet::share(&self.lock(), completion, now, self.wall(), self.store_key());
+            match share {
+                Share::Token { sealed, life, id } => {
+                    store.save(&held.binding, &sealed, life)?;
+                    self.set_record(Some(Record { id, sealed }));
                 }
-                Completion::Failed => {
-                    let refused = session
-                        .failure()
-                        .filter(|f| f.kind() == ErrorKind::InvalidCredentials)
-                        .and_then(|f| match &f.cause {
-                            Cause::Response(r) => Some(r.status),
-                            _ => None,
-                        });
-                    let period = session.config().refusal_retry;
-                    let record = match (refused, self.wall()) {
-                        (Some(status), Some(wall)) => {
-                            let mut buf = [0u8; REFUSAL_CAPACITY];
-                            session
-                                .seal_refusal(status, wall, self.store_key(), &mut buf)
-                                .ok()
-                                .map(<[u8]>::to_vec)
-                        }
-                        _ => None,
-                    };
-                    drop(session);
-                    if let Some(record) = record {
-                        let ttl = (!period.is_zero()).then_some(period);
-                        store.refuse(&held.binding, &record, ttl)?;
-                        self.inner.refusal_shared.store(true, Ordering::Relaxed);
-                    }
+                Share::Refusal { sealed, ttl } => {
+                    store.refuse(&held.binding, &sealed, ttl)?;
+                    self.inner.refusal_shared.store(true, Ordering::Relaxed);
                 }
-                Completion::Stale | Completion::Released => drop(session),
+                Share::Nothing => {}
             }
             store.release(&held.binding, &held.lease)
         })();

@@ -21,6 +21,7 @@
 
 use crate::credentials::Credentials;
 use crate::write::{form_encode, json_escape, Base64, ByteSink};
+use heapless::string::StringView;
 
 /// What replaces a secret.
 pub const REDACTED: &str = "<redacted>";
@@ -195,7 +196,11 @@ pub(crate) fn scrub<const N: usize>(
         id: Some(credentials.client_id()),
         secret: credentials.expose_secret(),
     };
-    scrub_sought(text, sought)
+    scrub_sought(
+        text.as_mut_view(),
+        heapless::String::<N>::new().as_mut_view(),
+        sought,
+    )
 }
 
 /// Replaces every occurrence of `token` (a bearer or refresh token an API or a provider
@@ -207,7 +212,8 @@ pub(crate) fn scrub_token<const N: usize>(text: &mut heapless::String<N>, token:
         return false;
     }
     scrub_sought(
-        text,
+        text.as_mut_view(),
+        heapless::String::<N>::new().as_mut_view(),
         Sought {
             id: None,
             secret: token,
@@ -215,7 +221,10 @@ pub(crate) fn scrub_token<const N: usize>(text: &mut heapless::String<N>, token:
     )
 }
 
-fn scrub_sought<const N: usize>(text: &mut heapless::String<N>, sought: Sought<'_>) -> bool {
+/// The scrub itself, through unsized views (`out`: an empty string of `text`'s capacity to
+/// build the result in), so one copy serves every capacity: generic over it, it was linked
+/// once per `Detail` field's capacity.
+fn scrub_sought(text: &mut StringView, out: &mut StringView, sought: Sought<'_>) -> bool {
     if sought.secret.is_empty() || text.is_empty() {
         return false;
     }
@@ -225,7 +234,6 @@ fn scrub_sought<const N: usize>(text: &mut heapless::String<N>, sought: Sought<'
         None => (text.as_str(), false),
     };
     let bytes = body.as_bytes();
-    let mut out: heapless::String<N> = heapless::String::new();
     let mut at = 0;
     let mut changed = false;
     let mut full = false;
@@ -251,16 +259,17 @@ fn scrub_sought<const N: usize>(text: &mut heapless::String<N>, sought: Sought<'
         return false;
     }
     if full || cut {
-        while out.len() + cut_mark.len_utf8() > N && out.pop().is_some() {}
+        while out.len() + cut_mark.len_utf8() > out.capacity() && out.pop().is_some() {}
         let _ = out.push(cut_mark);
     }
     wipe(text);
-    *text = out;
+    // Fits: `out` has `text`'s capacity.
+    let _ = text.push_str(out.as_str());
     true
 }
 
 /// Overwrites a string's bytes with zeros before it is reused (it held a secret).
-pub(crate) fn wipe<const N: usize>(text: &mut heapless::String<N>) {
+fn wipe(text: &mut StringView) {
     let len = text.len();
     text.clear();
     (0..len).for_each(|_| drop(text.push('\0')));

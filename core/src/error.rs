@@ -263,6 +263,15 @@ impl ResponseError<'_> {
             detail: Detail::from(&self.detail),
         }
     }
+
+    /// [`to_report`](Self::to_report) for the answer to a request that carried `token`
+    /// (a downstream call, Shogun's validate): the token is scrubbed from what the API said
+    /// ([`Detail::redact_token`]), so every transport keeps the same rule.
+    pub fn to_report_carrying(&self, token: &str) -> ErrorReport {
+        let mut report = self.to_report();
+        report.detail.redact_token(token);
+        report
+    }
 }
 
 impl From<ResponseError<'_>> for Error {

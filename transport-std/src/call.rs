@@ -104,11 +104,9 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 }
                 Err(e) => {
                     // Shogun's validate errors may quote the token they were asked about.
-                    let mut report = e.to_report();
-                    report.detail.redact_token(token.as_str());
                     Err(Error::Token {
                         failure: Box::new(Failure {
-                            cause: Cause::Response(report),
+                            cause: Cause::Response(e.to_report_carrying(token.as_str())),
                             at: self.inner.clock.now(),
                         }),
                         retry_in: None,

@@ -144,7 +144,8 @@ impl<P: Provider + Send + 'static, const TOKEN: usize, const REFRESH: usize>
                 }
                 Err(e) => Err(Error::Token {
                     failure: Box::new(Failure {
-                        cause: Cause::Response(e.to_report()),
+                        // Shogun's validate errors may quote the token they were asked about.
+                        cause: Cause::Response(e.to_report_carrying(token.as_str())),
                         at: self.inner.clock.now(),
                     }),
                     retry_in: None,

@@ -339,6 +339,23 @@ pub fn shogun_validate(h: &impl Harness) {
     assert_eq!(sb.count(Endpoint::Validate), 3);
 }
 
+/// A validate error that quotes its request (Shogun's do), the bearer token included: the
+/// token is in no error text, whole or as any 16 of its bytes (a message is cut to its
+/// buffer, so a cut copy must not survive either); `audit` then checks every log line.
+pub fn a_token_validate_echoes_is_never_shown(h: &impl Harness) {
+    let sb = Sandbox::start().unwrap();
+    let c = h.client(&sb, ProviderKind::Shogun, CLIENT_SECRET);
+    let base = sb.base_url(ProviderKind::Shogun);
+    let token = c.token().unwrap();
+    sb.inject(Endpoint::Validate, Fault::EchoRequest, 1);
+    let e = c.validate(&base).unwrap_err();
+    assert_eq!(sb.count(Endpoint::Validate), 1, "the echo was served");
+    for at in (0..token.len().saturating_sub(16)).step_by(8) {
+        let piece = token.get(at..at + 16).unwrap_or_default();
+        assert!(!e.text.contains(piece), "token bytes {at}.. in {}", e.text);
+    }
+}
+
 /// The captured logs record what happened: a refused fetch, a request, a stored token. So
 /// the audit after every scenario reads real lines, not an empty capture.
 pub fn logs_record_what_happened(h: &impl Harness) {
@@ -1034,7 +1051,7 @@ macro_rules! scenario_tests {
         $crate::scenario_tests!(@each $harness;
             fetch_reuse_call, refresh_before_expiry, setu_refreshes_by_the_jwt,
             a_401_refetches_once_and_retries_once, shogun_validate,
-            invalid_credentials_are_not_retried, lockout_is_backed_off,
+            a_token_validate_echoes_is_never_shown, invalid_credentials_are_not_retried, lockout_is_backed_off,
             many_callers_one_request, every_fault_is_typed_then_recovers,
             a_failed_refresh_keeps_the_cached_token, lifetime_edges,
             logs_record_what_happened,

@@ -10,6 +10,7 @@ use crate::json::parse_uint;
 use crate::provider::Provider;
 use crate::snapshot::{self, Key, Keys, SnapshotError, WallTime};
 use crate::time::{millis, Instant};
+use crate::write::Out;
 
 /// The sealed plaintext's start: a token record never starts so (it is a token response).
 const PREFIX: &[u8] = b"{\"refused\":";
@@ -52,28 +53,12 @@ impl<P: Provider, const TOKEN: usize, const REFRESH: usize> Session<P, TOKEN, RE
         let json = out
             .get_mut(snapshot::HEADER + snapshot::META..)
             .ok_or(too_small)?;
-        let mut digits = [0u8; 5];
-        let mut n = digits.len();
-        let mut v = status;
-        loop {
-            n -= 1;
-            if let Some(d) = digits.get_mut(n) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || n == 0 {
-                break;
-            }
-        }
-        let number = digits.get(n..).unwrap_or_default();
-        let len = PREFIX.len() + number.len() + 1;
-        let dest = json.get_mut(..len).ok_or(too_small)?;
-        PREFIX
-            .iter()
-            .chain(number)
-            .chain(b"}")
-            .zip(dest.iter_mut())
-            .for_each(|(s, d)| *d = *s);
+        // The session's one decimal writer, so no second digit loop.
+        let mut w = Out::new(json);
+        w.bytes(PREFIX);
+        super::uint(&mut w, u64::from(status));
+        w.byte(b'}');
+        let len = w.finish().map_err(|_| too_small)?.0.len();
         let keys = Keys::derive(&self.provider, &self.credentials, key)?;
         let period = millis(self.config.refusal_retry);
         let lapses = if period == 0 {

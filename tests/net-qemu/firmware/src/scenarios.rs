@@ -5,8 +5,8 @@
 //! checks them against what its servers saw and prints the summary.
 //!
 //! Two modes, from the configuration's `mode`:
-//! - `suite`: the sandbox scenarios (first token per chain and TLS version, cached reuse,
-//!   a refresh in flight while a payment calls, an Idempotency-Key, a 401, a wrong secret,
+//! - `suite`: the sandbox scenarios (first token per chain and TLS version, a fetch that
+//!   resumes the TLS 1.2 session, cached reuse, a refresh in flight while a payment calls, an Idempotency-Key, a 401, a wrong secret,
 //!   a 429's Retry-After, an untrusted chain, a held response, a snapshot across restart).
 //!   Faults are set by the host when the guest asks over the control connection, so each
 //!   is in place before the guest acts.

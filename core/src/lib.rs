@@ -43,6 +43,7 @@ mod credentials;
 mod error;
 mod grant;
 pub mod http1;
+mod ip;
 pub mod json;
 pub mod jwt;
 mod provider;

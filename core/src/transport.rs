@@ -5,7 +5,9 @@
 //! transports would otherwise both write lives here.
 
 use core::fmt;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::IpAddr;
+
+use crate::ip::{ipv4, ipv6};
 use core::time::Duration;
 
 use crate::error::Error;
@@ -192,11 +194,11 @@ pub struct Target<'a> {
 impl Target<'_> {
     /// The host as an IP address, when it is an IP literal (IPv6 without its brackets).
     pub fn ip(&self) -> Option<IpAddr> {
-        if let Ok(v4) = self.host.parse::<Ipv4Addr>() {
+        if let Some(v4) = ipv4(self.host) {
             return Some(IpAddr::V4(v4));
         }
         let inner = self.host.strip_prefix('[')?.strip_suffix(']')?;
-        inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        ipv6(inner).map(IpAddr::V6)
     }
 
     /// Whether the host names this machine (see [`is_loopback`]).
@@ -237,7 +239,11 @@ pub fn parse_url(url: &str) -> Result<Target<'_>, Error> {
             UrlError::Control
         }));
     }
-    let (scheme, rest) = url.split_once("://").ok_or(bad(UrlError::Scheme))?;
+    // `split_once(':')`, not `("://")`: the substring searcher keeps a panic path.
+    let (scheme, rest) = url
+        .split_once(':')
+        .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
+        .ok_or(bad(UrlError::Scheme))?;
     let scheme = if scheme.eq_ignore_ascii_case("https") {
         Scheme::Https
     } else if scheme.eq_ignore_ascii_case("http") {
@@ -264,7 +270,7 @@ pub fn parse_url(url: &str) -> Result<Target<'_>, Error> {
             // An IPv6 zone (`%25eth0`) names an interface of this machine's choosing.
             return Err(bad(UrlError::Host));
         }
-        inner.parse::<Ipv6Addr>().map_err(|_| bad(UrlError::Host))?;
+        ipv6(inner).ok_or(bad(UrlError::Host))?;
         (host, port)
     } else {
         let (host, port) = match authority.split_once(':') {
@@ -304,7 +310,7 @@ fn check_host_name(host: &str) -> Result<(), Error> {
     if host.contains('%') {
         return bad(UrlError::PercentEncoded);
     }
-    if host.parse::<Ipv4Addr>().is_ok() {
+    if ipv4(host).is_some() {
         return Ok(());
     }
     let name = host.strip_suffix('.').unwrap_or(host);
@@ -319,7 +325,9 @@ fn check_host_name(host: &str) -> Result<(), Error> {
             return bad(UrlError::Host);
         }
     }
-    let last = name.rsplit('.').next().unwrap_or_default();
+    // Not `rsplit('.').next()` nor `rfind('.')`: their searchers keep panic paths.
+    let dot = name.bytes().rposition(|b| b == b'.');
+    let last = dot.map_or(name, |i| name.get(i + 1..).unwrap_or_default());
     let numeric = last.bytes().all(|b| b.is_ascii_digit())
         || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
     if numeric {
@@ -441,16 +449,16 @@ pub fn is_loopback(host: &str) -> bool {
         let head = host.get(..host.len() - 9).unwrap_or_default();
         return head.is_empty() || head.ends_with('.');
     }
-    if let Ok(v4) = host.parse::<Ipv4Addr>() {
+    if let Some(v4) = ipv4(host) {
         return v4.is_loopback();
     }
     let inner = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    match inner.parse::<Ipv6Addr>() {
-        Ok(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        Err(_) => false,
+    match ipv6(inner) {
+        Some(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        None => false,
     }
 }
 
@@ -644,7 +652,7 @@ mod tests {
                 query: "",
             }
         );
-        assert_eq!(t.ip(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(t.ip(), Some(IpAddr::V4(core::net::Ipv4Addr::LOCALHOST)));
         let t = parse_url("https://api_1.example.:65535?a=1&b=/c#x?y").unwrap();
         assert_eq!(
             (t.host, t.port, t.path, t.query),

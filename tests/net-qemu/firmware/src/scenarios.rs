@@ -744,15 +744,41 @@ async fn downstream(
     (step.instructions, step.heap_peak) = (n, heap);
     step.requests = (seen(control, "rsa13").await - before) as u32;
     let mut reply = [0u8; 64];
-    let seen = control
+    let key_seen = control
         .ask("header protected idempotency-key", &mut reply)
         .await;
     match r {
-        Ok(status) => step.ok = status == 200 && seen == key && step.requests == 2,
+        Ok(status) => step.ok = status == 200 && key_seen == key && step.requests == 2,
         Err(e) => step.error(&e),
     }
     step.print();
-    step.ok
+
+    // The next payment, as a till makes it seconds later: the token cached, the connection
+    // kept. What it costs is the call alone: no handshake, no new connection, no token request.
+    let mut kept = Step::new("payment on a kept connection");
+    let wire = t.client.wire_stats();
+    let before = seen(control, "rsa13").await;
+    let pay = tessera_terminal::pay(&t.client, &config, 44, &mut clock, &mut call);
+    let (r, n, heap) = measured(pay).await;
+    (kept.instructions, kept.heap_peak) = (n, heap);
+    kept.requests = (seen(control, "rsa13").await - before) as u32;
+    let after = t.client.wire_stats();
+    let reused = after.reused - wire.reused;
+    let new = after.connections - wire.connections;
+    let handshakes = (after.full + after.resumed) - (wire.full + wire.resumed);
+    let _ = write!(
+        kept.extra,
+        ",\"reused\":{reused},\"connections\":{new},\"handshakes\":{handshakes}"
+    );
+    match r {
+        Ok(status) => {
+            kept.ok =
+                status == 200 && kept.requests == 1 && reused == 1 && new == 0 && handshakes == 0
+        }
+        Err(e) => kept.error(&e),
+    }
+    kept.print();
+    step.ok && kept.ok
 }
 
 /// A 401 from the API: the token is rejected, fetched once more, the call retried once.

@@ -462,6 +462,27 @@ pub fn is_loopback(host: &str) -> bool {
     }
 }
 
+/// Whether a request found on a dead kept connection (closed by the server with the request
+/// in it, before any byte of the answer) may be sent again on a new one: only when sending
+/// it twice has the effect of sending it once, by its method (RFC 9110 §9.2.2: `GET`,
+/// `HEAD`, `PUT`, `DELETE`, `OPTIONS`) or by the caller's `Idempotency-Key`. Otherwise the
+/// caller gets an `io` failure: a payment never reaches an API twice without its key. One
+/// rule for every transport that keeps connections.
+///
+/// ```
+/// use tessera_core::transport::may_send_again;
+/// assert!(may_send_again("GET", []));
+/// assert!(!may_send_again("POST", ["Content-Type"]));
+/// assert!(may_send_again("POST", ["content-type", "Idempotency-Key"]));
+/// assert!(!may_send_again("BREW", []));
+/// ```
+pub fn may_send_again<'a>(method: &str, header_names: impl IntoIterator<Item = &'a str>) -> bool {
+    crate::Method::parse(method).is_some_and(crate::Method::is_idempotent)
+        || header_names
+            .into_iter()
+            .any(|name| name.eq_ignore_ascii_case("idempotency-key"))
+}
+
 /// Reads a `Retry-After` header value: delay-seconds, or an HTTP date when the wall clock
 /// (`wall_now`, Unix seconds) is known (a date in the past means "now"). Anything else, or
 /// a date with no wall clock, is `None`.

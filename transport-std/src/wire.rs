@@ -114,19 +114,13 @@ impl Http {
     }
 }
 
-/// Whether sending `request` twice has the effect of sending it once.
+/// Whether `request` may be sent again after a kept connection died with it: the core's
+/// rule, shared with tessera-embassy.
 fn repeatable<B>(request: &http::Request<B>) -> bool {
-    use http::Method;
-    let method = request.method();
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::PUT,
-        Method::DELETE,
-        Method::OPTIONS,
-    ]
-    .contains(method)
-        || request.headers().contains_key("idempotency-key")
+    tessera_core::transport::may_send_again(
+        request.method().as_str(),
+        request.headers().keys().map(http::HeaderName::as_str),
+    )
 }
 
 /// A copy of `request`, to send again.

@@ -51,11 +51,10 @@ where
         }
         // Sent again on a new connection if a kept one is found closed: only when repeating
         // it is harmless (issue: a payment never reaches the API twice without its key).
-        let safe = request.method.is_idempotent()
-            || request
-                .headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+        let safe = tessera_core::transport::may_send_again(
+            request.method.as_str(),
+            request.headers.iter().map(|(name, _)| *name),
+        );
         let mut rule = Downstream::new();
         let head = Wipe(head);
         let done = loop {
